@@ -1,0 +1,12 @@
+//! The registry's domain: registrants, typed IDs, groups, bank accounts, audit entries and the
+//! filter language, as plain values. It owns validation ("parse once") and must not do I/O: no
+//! tokio, sqlx, axum or reqwest here.
+
+pub mod error;
+pub mod filter;
+pub mod registrant;
+pub mod role;
+
+pub use error::{DomainError, FieldErrors};
+pub use registrant::*;
+pub use role::Role;

@@ -1,0 +1,107 @@
+//! Configuration: defaults, then `g2p.toml` (or the file named by `--config` / `G2P_CONFIG`),
+//! then `G2P_*` environment variables (`__` for nesting). Secrets may be given as files
+//! (`G2P_SESSION_SECRET_FILE`), and `Debug` never prints them.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `sqlite://FILE` (embedded default) or `postgres://user:pass@host/db`.
+    pub database_url: String,
+    /// Address `serve` listens on.
+    pub listen: String,
+    /// Connections in the database pool.
+    pub db_max_connections: u32,
+    /// Largest JSON request body, bytes.
+    pub max_body_bytes: usize,
+    /// Log format: `text` or `json`.
+    pub log_format: String,
+    /// Key that signs console sessions; every node of a deployment needs the same one. When
+    /// unset, a random key is made at start-up (sessions then end with the process).
+    #[serde(skip_serializing)]
+    pub session_secret: Option<SecretString>,
+    /// Mark cookies `Secure` (set when serving behind TLS).
+    pub secure_cookies: bool,
+    /// Run the job worker inside `serve` (turn off when running dedicated `g2p worker`s).
+    pub run_worker: bool,
+    /// Jobs run concurrently by one worker process.
+    pub worker_concurrency: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite://g2p.sqlite".into(),
+            listen: "127.0.0.1:8080".into(),
+            db_max_connections: 10,
+            max_body_bytes: 1 << 20,
+            log_format: "text".into(),
+            session_secret: None,
+            secure_cookies: false,
+            run_worker: true,
+            worker_concurrency: 4,
+        }
+    }
+}
+
+/// Environment variables that may name a file holding the real value (`…_FILE`).
+const FILE_SECRETS: &[&str] = &["SESSION_SECRET", "DATABASE_URL"];
+
+impl Config {
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let default_path = PathBuf::from("g2p.toml");
+        let path = path.map(Path::to_path_buf).or_else(|| {
+            std::env::var_os("G2P_CONFIG").map(PathBuf::from)
+        });
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match &path {
+            Some(p) => {
+                anyhow::ensure!(p.exists(), "configuration file {} not found", p.display());
+                fig = fig.merge(Toml::file(p));
+            }
+            None if default_path.exists() => fig = fig.merge(Toml::file(&default_path)),
+            None => {}
+        }
+        let ignored: Vec<String> = FILE_SECRETS.iter().map(|s| format!("{s}_FILE")).collect();
+        fig = fig.merge(
+            Env::prefixed("G2P_")
+                .split("__")
+                .filter(move |k| !ignored.iter().any(|i| k.as_str().eq_ignore_ascii_case(i)))
+                // Variables used by the tests, not configuration.
+                .ignore(&["TEST_PG_URL", "REQUIRE_PG", "CONFIG", "LOG"]),
+        );
+        let mut cfg: Config = fig.extract().context("invalid configuration")?;
+        for name in FILE_SECRETS {
+            if let Ok(file) = std::env::var(format!("G2P_{name}_FILE")) {
+                let value = std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read G2P_{name}_FILE ({file})"))?;
+                let value = value.trim().to_owned();
+                match *name {
+                    "SESSION_SECRET" => cfg.session_secret = Some(SecretString::from(value)),
+                    "DATABASE_URL" => cfg.database_url = value,
+                    _ => {}
+                }
+            }
+        }
+        Ok(cfg)
+    }
+
+    pub fn session_key(&self) -> Vec<u8> {
+        match &self.session_secret {
+            Some(s) => s.expose_secret().as_bytes().to_vec(),
+            None => uuid::Uuid::new_v4().as_bytes().to_vec(),
+        }
+    }
+
+    /// The database URL with any password hidden, for messages.
+    pub fn database_url_redacted(&self) -> String {
+        g2p_store::db::redact_url(&self.database_url)
+    }
+}

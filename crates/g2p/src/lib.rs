@@ -1,0 +1,116 @@
+//! The g2p application, assembled. [`App::start`] is the one function that wires store, HTTP and
+//! background work; `main`, `g2p demo` and the end-to-end tests all use it.
+
+pub mod config;
+pub mod demo;
+pub mod telemetry;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use g2p_store::Store;
+use g2p_store::db::ConnectOptions;
+use g2p_web::{AppState, WebSettings};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+/// A running application: its store, address and a handle to stop it.
+pub struct App {
+    pub store: Store,
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    let opts = ConnectOptions {
+        max_connections: cfg.db_max_connections,
+        ..Default::default()
+    };
+    Store::open(&cfg.database_url, &opts)
+        .await
+        .with_context(|| format!("cannot open database {}", cfg.database_url_redacted()))
+}
+
+pub fn web_settings(cfg: &Config) -> WebSettings {
+    WebSettings {
+        max_body_bytes: cfg.max_body_bytes,
+        secure_cookies: cfg.secure_cookies,
+        session_key: Arc::from(cfg.session_key()),
+        ..WebSettings::default()
+    }
+}
+
+impl App {
+    /// Opens (and migrates) the store, binds `cfg.listen` (port 0 picks a free port) and serves
+    /// until [`App::stop`].
+    pub async fn start(cfg: &Config, metrics: Option<metrics_exporter_prometheus::PrometheusHandle>) -> anyhow::Result<App> {
+        let store = open_store(cfg).await?;
+        let state = AppState::new(store.clone(), web_settings(cfg), metrics);
+        let listener = TcpListener::bind(&cfg.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        let addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let router = g2p_web::app(state.clone());
+        let token = shutdown.clone();
+        let server = tokio::spawn(async move {
+            let result = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { token.cancelled().await })
+                .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+        Ok(App {
+            store,
+            addr,
+            state,
+            shutdown,
+            tasks: vec![server],
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Finishes in-flight requests, then returns.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.store.close().await;
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM (Kubernetes' stop signal).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,123 @@
+//! The `g2p` command line.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use g2p::{App, Config, demo, shutdown_signal, telemetry};
+use g2p_domain::Role;
+use g2p_store::audit::Actor;
+
+#[derive(Parser)]
+#[command(name = "g2p", version, about = "g2p: a beneficiary registry for social-protection programmes.",
+    long_about = "g2p: a beneficiary registry for social-protection programmes.\n\n\
+    Configuration comes from defaults, then g2p.toml (or --config), then G2P_* environment \
+    variables, e.g. G2P_DATABASE_URL=postgres://postgres@127.0.0.1/g2p. Secrets can be read \
+    from files: G2P_SESSION_SECRET_FILE, G2P_DATABASE_URL_FILE.")]
+struct Cli {
+    /// Configuration file (default: ./g2p.toml if present; also G2P_CONFIG).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Database URL, overriding the configuration (sqlite://FILE or postgres://…).
+    #[arg(long, global = true, env = "G2P_DATABASE_URL")]
+    database: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API and the console (and run background jobs unless run_worker = false).
+    Serve {
+        /// Listen address, e.g. 0.0.0.0:8080 (default from configuration: 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Administration tasks.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Create (once) an embedded SQLite registry of ~1,000 synthetic registrants and serve it.
+    Demo {
+        /// Listen address for the demo.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// The demo database file.
+        #[arg(long, default_value = "g2p-demo.sqlite")]
+        file: PathBuf,
+        /// Number of individuals to generate on first start.
+        #[arg(long, default_value_t = 1000)]
+        individuals: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an API key and print it (it is shown only this once).
+    CreateKey {
+        /// admin, registrar, viewer or connector.
+        #[arg(long)]
+        role: String,
+        /// A name to recognise the key by (who or what uses it).
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut cfg = Config::load(cli.config.as_deref())?;
+    if let Some(db) = cli.database {
+        cfg.database_url = db;
+    }
+    telemetry::init_logging(&cfg.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(run(cli.command, cfg))
+}
+
+async fn run(command: Command, mut cfg: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { listen } => {
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            let app = App::start(&cfg, telemetry::init_metrics()).await?;
+            tracing::info!(url = %app.url(), database = %cfg.database_url_redacted(), "g2p serving");
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            app.stop().await;
+        }
+        Command::Migrate => {
+            let store = g2p::open_store(&cfg).await?;
+            store.close().await;
+            println!("database {} is up to date", cfg.database_url_redacted());
+        }
+        Command::Admin { command: AdminCommand::CreateKey { role, name } } => {
+            let role = Role::parse(&role).with_context(|| {
+                format!("unknown role {role:?}: use admin, registrar, viewer or connector")
+            })?;
+            let store = g2p::open_store(&cfg).await?;
+            let (info, key) = store
+                .create_api_key(&name, role, &Actor::system("cli"))
+                .await?;
+            store.close().await;
+            println!("{key}");
+            eprintln!(
+                "created {} key {:?} (id {}); it is shown only once",
+                info.role, info.name, info.key_id
+            );
+        }
+        Command::Demo { listen, file, individuals } => {
+            cfg.database_url = format!("sqlite://{}", file.display());
+            cfg.listen = listen;
+            demo::run(cfg, individuals).await?;
+        }
+    }
+    Ok(())
+}

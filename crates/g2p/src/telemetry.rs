@@ -1,0 +1,27 @@
+//! Logging and metrics set-up. Logs never carry personal data: handlers and jobs log ids and
+//! counts, not registrant fields, and HTTP spans record the path without the query string.
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+pub fn init_logging(format: &str) {
+    let filter = EnvFilter::try_from_env("G2P_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    // A second initialisation (tests, demo re-entry) is harmless: keep the first.
+    let _ = if format.eq_ignore_ascii_case("json") {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+pub fn init_metrics() -> Option<PrometheusHandle> {
+    match PrometheusBuilder::new().install_recorder() {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics recorder not installed");
+            None
+        }
+    }
+}

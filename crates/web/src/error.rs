@@ -1,0 +1,179 @@
+//! The one place where errors become HTTP statuses. Every error body has the same shape:
+//! `{"error":{"code","message","fields","request_id"}}`. Internal errors are logged once here with
+//! the request id, and the client gets a generic message carrying that id.
+
+use std::any::Any;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use g2p_domain::{DomainError, FieldErrors};
+use g2p_store::StoreError;
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid input")]
+    Validation(FieldErrors),
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{message}")]
+    Conflict { field: String, message: String },
+    #[error("request body larger than {0} bytes")]
+    PayloadTooLarge(u64),
+    #[error("expected a body of type {0}")]
+    UnsupportedMediaType(&'static str),
+    #[error("authentication required: send an API key as `Authorization: Bearer <key>`")]
+    Unauthorized,
+    #[error("your role may not do this")]
+    Forbidden,
+    #[error("upstream service failed: {0}")]
+    Upstream(String),
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `validation_failed`, `not_found`, `conflict`.
+    pub code: &'static str,
+    pub message: String,
+    /// Field name → problems, for `validation_failed` and `conflict`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub fields: Option<FieldErrors>,
+    pub request_id: Option<String>,
+}
+
+impl ApiError {
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        let mut f = FieldErrors::new();
+        f.add(field, message);
+        ApiError::Validation(f)
+    }
+
+    pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ApiError::Internal(Box::new(e))
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::Validation(_) => "validation_failed",
+            ApiError::BadRequest { code, .. } => code,
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict { .. } => "conflict",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden => "forbidden",
+            ApiError::Upstream(_) => "upstream_failed",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// The body, with the request id of the current request when there is one.
+    pub fn body(&self) -> ErrorBody {
+        let request_id = crate::REQUEST_ID.try_with(Clone::clone).ok();
+        let fields = match self {
+            ApiError::Validation(f) => Some(f.clone()),
+            ApiError::Conflict { field, message } if !field.is_empty() => {
+                let mut f = FieldErrors::new();
+                f.add(field.clone(), message.clone());
+                Some(f)
+            }
+            _ => None,
+        };
+        let message = match self {
+            ApiError::Validation(f) => format!("invalid input: {f}"),
+            ApiError::Internal(_) => format!(
+                "internal error; quote request id {} when reporting it",
+                request_id.as_deref().unwrap_or("-")
+            ),
+            other => other.to_string(),
+        };
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message,
+                fields,
+                request_id,
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(e) = &self {
+            // The single place an internal error is logged; its text may name tables but never
+            // carries row data (sqlx errors do not include bound values).
+            tracing::error!(error = %e, "internal error");
+        }
+        let mut resp = (self.status(), axum::Json(self.body())).into_response();
+        if matches!(self, ApiError::Unauthorized) {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        resp
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { entity } => ApiError::NotFound(entity.to_owned()),
+            StoreError::Conflict { field, message } => ApiError::Conflict { field, message },
+            StoreError::Validation(f) => ApiError::Validation(f),
+            StoreError::Filter(f) => ApiError::field("filter", f.to_string()),
+            other @ (StoreError::Database(_)
+            | StoreError::Migrate(_)
+            | StoreError::UnsupportedUrl(_)) => {
+                if let StoreError::Database(sqlx::Error::PoolTimedOut) = other {
+                    return ApiError::Unavailable("database busy, retry shortly".into());
+                }
+                ApiError::internal(other)
+            }
+        }
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::Validation(f) => ApiError::Validation(f),
+            DomainError::Filter(f) => ApiError::field("filter", f.to_string()),
+        }
+    }
+}
+
+/// A panicking handler becomes a logged 500 with the usual body, not a dropped connection.
+pub fn panic_response(_err: Box<dyn Any + Send + 'static>) -> Response {
+    ApiError::Internal("handler panicked".into()).into_response()
+}

@@ -1,0 +1,104 @@
+//! HTTP for g2p: the JSON API under `/api/v1`, the web console at `/`, health and metrics. It
+//! owns authentication, request ids and the mapping of errors to status codes; it must not hold
+//! SQL or business rules beyond parsing requests.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod ops;
+pub mod state;
+
+pub use error::ApiError;
+pub use state::{AppState, WebSettings};
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+tokio::task_local! {
+    /// The current request's id, so errors built deep inside a handler can report it.
+    pub static REQUEST_ID: String;
+}
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The whole HTTP application. `main`, the demo and the tests all build it here.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.settings.max_body_bytes;
+    let request_timeout = state.settings.request_timeout;
+    Router::new()
+        .merge(api::router(state.clone()))
+        .merge(ops::router(state.clone()))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), track_metrics))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let rid = req
+                .headers()
+                .get(REQUEST_ID_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            // Only the path, never the query: filters may carry personal data.
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %rid)
+        }))
+        .layer(middleware::from_fn(request_id))
+        .layer(CatchPanicLayer::custom(error::panic_response))
+}
+
+/// Takes the caller's `x-request-id` if it is sane, otherwise makes one; echoes it back.
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        req.headers_mut().insert(REQUEST_ID_HEADER, v.clone());
+        let mut resp = REQUEST_ID.scope(id, next.run(req)).await;
+        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+        resp
+    } else {
+        next.run(req).await
+    }
+}
+
+async fn track_metrics(
+    axum::extract::State(_state): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let start = std::time::Instant::now();
+    let method = req.method().to_string();
+    // The matched route template, not the concrete path, keeps label cardinality bounded.
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!("g2p_http_requests_total", &labels).increment(1);
+    metrics::histogram!("g2p_http_request_duration_seconds", &labels)
+        .record(start.elapsed().as_secs_f64());
+    resp
+}
+
+/// Time allowed for a normal request before 408; imports stream and are exempt.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
