@@ -1,0 +1,143 @@
+//! `TestApp`: the real application (assembled by `g2p::App::start`, exactly as `main` does) on
+//! a free port, with a fresh database, and keys for each role.
+
+#![allow(dead_code)]
+
+use g2p::{App, Config};
+use g2p_domain::Role;
+use g2p_store::Backend;
+use g2p_store::audit::Actor;
+use reqwest::{Client, Method, RequestBuilder, Response};
+use serde_json::Value;
+
+pub struct TestApp {
+    pub app: App,
+    pub backend: Backend,
+    pub base: String,
+    pub client: Client,
+    pub admin: String,
+    pub registrar: String,
+    pub viewer: String,
+    pub connector: String,
+}
+
+fn init_logs() {
+    if std::env::var("TEST_LOG").is_ok() {
+        g2p::telemetry::init_logging("text");
+    }
+}
+
+impl TestApp {
+    /// The application on a new database of the given backend; `None` when PostgreSQL is not
+    /// reachable and not required (see `g2p_store::testing`).
+    pub async fn spawn(backend: Backend) -> Option<TestApp> {
+        init_logs();
+        let database_url = match backend {
+            Backend::Sqlite => {
+                let path = std::env::temp_dir()
+                    .join(format!("g2p_it_{}.sqlite", uuid::Uuid::new_v4().simple()));
+                format!("sqlite://{}", path.display())
+            }
+            Backend::Postgres => g2p_store::testing::pg_database_url().await?,
+        };
+        let cfg = Config {
+            database_url,
+            listen: "127.0.0.1:0".into(),
+            ..Config::default()
+        };
+        let app = App::start(&cfg, None).await.expect("app starts");
+        let actor = Actor::system("test");
+        let mut keys = Vec::new();
+        for role in [Role::Admin, Role::Registrar, Role::Viewer, Role::Connector] {
+            let (_, key) = app
+                .store
+                .create_api_key(&format!("test-{role}"), role, &actor)
+                .await
+                .expect("key");
+            keys.push(key);
+        }
+        let base = app.url();
+        Some(TestApp {
+            app,
+            backend,
+            base,
+            client: Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            connector: keys.pop().expect("key"),
+            viewer: keys.pop().expect("key"),
+            registrar: keys.pop().expect("key"),
+            admin: keys.pop().expect("key"),
+        })
+    }
+
+    /// One app per backend: SQLite always, PostgreSQL when reachable (required in CI).
+    pub async fn all() -> Vec<TestApp> {
+        let mut v = Vec::new();
+        for b in [Backend::Sqlite, Backend::Postgres] {
+            if let Some(a) = TestApp::spawn(b).await {
+                v.push(a);
+            }
+        }
+        v
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn request(&self, method: Method, path: &str, key: Option<&str>) -> RequestBuilder {
+        let rb = self.client.request(method, self.url(path));
+        match key {
+            Some(k) => rb.bearer_auth(k),
+            None => rb,
+        }
+    }
+
+    /// Sends JSON as the given key and returns status and parsed body (Null when empty).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut rb = self.request(method, path, Some(key));
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let resp = rb.send().await.expect("request sent");
+        Self::parse(resp).await
+    }
+
+    pub async fn parse(resp: Response) -> (u16, Value) {
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        let v = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, v)
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> (u16, Value) {
+        self.call(Method::GET, path, key, None).await
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> (u16, Value) {
+        self.call(Method::POST, path, key, Some(body)).await
+    }
+
+    /// Registers an individual as the registrar and returns its id.
+    pub async fn create_individual(&self, body: Value) -> i64 {
+        let (status, v) = self.post("/api/v1/registrants", &self.registrar, body).await;
+        assert_eq!(status, 201, "create failed: {v}");
+        v["id"].as_i64().expect("id")
+    }
+
+    pub async fn stop(self) {
+        self.app.stop().await;
+    }
+}

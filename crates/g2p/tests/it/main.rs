@@ -1,0 +1,3 @@
+//! End-to-end tests: the real application on real sockets, on SQLite and on PostgreSQL.
+
+mod helpers;
