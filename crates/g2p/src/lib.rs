@@ -11,6 +11,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use g2p_store::Store;
 use g2p_store::db::ConnectOptions;
+use g2p_store::id_checks::{REVALIDATE_IDS_JOB, revalidate_ids_job};
+use g2p_store::jobs::runner::JobRunner;
 use g2p_web::{AppState, WebSettings};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -45,6 +47,35 @@ pub fn web_settings(cfg: &Config) -> WebSettings {
     }
 }
 
+/// A unique worker id for this process: host, pid and a random suffix.
+pub fn worker_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+    let rnd = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}:{}:{}", std::process::id(), &rnd[..8])
+}
+
+/// The job runner with every job kind the registry knows. Connectors add theirs here.
+pub fn job_runner(store: Store, cfg: &Config) -> JobRunner {
+    JobRunner::new(store, worker_id())
+        .concurrency(cfg.worker_concurrency)
+        .handler(REVALIDATE_IDS_JOB, revalidate_ids_job)
+}
+
+/// `g2p worker`: runs jobs until SIGTERM / Ctrl-C, then finishes the running ones.
+pub async fn run_worker(cfg: &Config) -> anyhow::Result<()> {
+    let store = open_store(cfg).await?;
+    let runner = job_runner(store.clone(), cfg);
+    let token = CancellationToken::new();
+    let stopper = token.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        stopper.cancel();
+    });
+    runner.run(token).await;
+    store.close().await;
+    Ok(())
+}
+
 impl App {
     /// Opens (and migrates) the store, binds `cfg.listen` (port 0 picks a free port) and serves
     /// until [`App::stop`].
@@ -66,12 +97,18 @@ impl App {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         });
+        let mut tasks = vec![server];
+        if cfg.run_worker {
+            let runner = job_runner(store.clone(), cfg);
+            let token = shutdown.clone();
+            tasks.push(tokio::spawn(async move { runner.run(token).await }));
+        }
         Ok(App {
             store,
             addr,
             state,
             shutdown,
-            tasks: vec![server],
+            tasks,
         })
     }
 

@@ -33,6 +33,8 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Run background jobs (no HTTP). Start several, on several nodes, against one PostgreSQL.
+    Worker,
     /// Apply database migrations and exit.
     Migrate,
     /// Administration tasks.
@@ -92,6 +94,10 @@ async fn run(command: Command, mut cfg: Config) -> anyhow::Result<()> {
             shutdown_signal().await;
             tracing::info!("shutting down");
             app.stop().await;
+        }
+        Command::Worker => {
+            tracing::info!(database = %cfg.database_url_redacted(), "g2p worker starting");
+            g2p::run_worker(&cfg).await?;
         }
         Command::Migrate => {
             let store = g2p::open_store(&cfg).await?;

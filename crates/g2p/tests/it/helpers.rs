@@ -43,6 +43,8 @@ impl TestApp {
         let cfg = Config {
             database_url,
             listen: "127.0.0.1:0".into(),
+            // Tests run jobs deterministically with `drain_jobs` instead of a background loop.
+            run_worker: false,
             ..Config::default()
         };
         let app = App::start(&cfg, None).await.expect("app starts");
@@ -135,6 +137,14 @@ impl TestApp {
         let (status, v) = self.post("/api/v1/registrants", &self.registrar, body).await;
         assert_eq!(status, 201, "create failed: {v}");
         v["id"].as_i64().expect("id")
+    }
+
+    /// Runs every due job to completion with the application's own job runner.
+    pub async fn drain_jobs(&self) -> g2p_store::jobs::runner::DrainReport {
+        g2p::job_runner(self.app.store.clone(), &Config::default())
+            .drain_until_idle()
+            .await
+            .expect("drain jobs")
     }
 
     pub async fn stop(self) {
