@@ -10,7 +10,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// `sqlite://FILE` (embedded default) or `postgres://user:pass@host/db`.
@@ -48,6 +48,22 @@ impl Default for Config {
             run_worker: true,
             worker_concurrency: 4,
         }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &self.database_url_redacted())
+            .field("listen", &self.listen)
+            .field("db_max_connections", &self.db_max_connections)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("log_format", &self.log_format)
+            .field("session_secret", &self.session_secret.as_ref().map(|_| "***"))
+            .field("secure_cookies", &self.secure_cookies)
+            .field("run_worker", &self.run_worker)
+            .field("worker_concurrency", &self.worker_concurrency)
+            .finish()
     }
 }
 
@@ -103,5 +119,54 @@ impl Config {
     /// The database URL with any password hidden, for messages.
     pub fn database_url_redacted(&self) -> String {
         g2p_store::db::redact_url(&self.database_url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_defaults_file_then_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "g2p.toml",
+                "listen = \"0.0.0.0:9000\"\nworker_concurrency = 2\nlog_format = \"json\"\n",
+            )?;
+            jail.set_env("G2P_WORKER_CONCURRENCY", "7");
+            jail.create_file("secret.txt", "s3cret\n")?;
+            jail.set_env("G2P_SESSION_SECRET_FILE", "secret.txt");
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.listen, "0.0.0.0:9000"); // file over default
+            assert_eq!(cfg.worker_concurrency, 7); // environment over file
+            assert_eq!(cfg.log_format, "json");
+            assert_eq!(cfg.database_url, "sqlite://g2p.sqlite"); // default kept
+            assert_eq!(cfg.session_key(), b"s3cret".to_vec()); // from the _FILE, trimmed
+            // Debug never shows the secret.
+            assert!(!format!("{cfg:?}").contains("s3cret"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_missing_files() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("g2p.toml", "lisen = \"typo\"\n")?;
+            let err = Config::load(None).expect_err("unknown key must fail");
+            assert!(format!("{err:#}").contains("lisen"), "{err:#}");
+            let err = Config::load(Some(Path::new("nope.toml"))).expect_err("missing file");
+            assert!(err.to_string().contains("nope.toml"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn redacts_database_password() {
+        let cfg = Config {
+            database_url: "postgres://g2p:hunter2@db/g2p".into(),
+            ..Config::default()
+        };
+        assert!(!cfg.database_url_redacted().contains("hunter2"));
+        assert!(!format!("{cfg:?}").contains("hunter2"));
     }
 }
