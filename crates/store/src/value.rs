@@ -1,7 +1,7 @@
 //! Values bound to dynamically built SQL (filters, bulk statements). Every value reaches the
 //! database as a bind parameter, never spliced into SQL text.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SqlValue {
@@ -11,6 +11,10 @@ pub enum SqlValue {
     Float(f64),
     Text(String),
     Date(NaiveDate),
+    /// A timestamp. PostgreSQL receives a `timestamptz`; SQLite receives the same text sqlx
+    /// writes for `DateTime<Utc>` columns (RFC 3339, `T`, `+00:00`, fraction only when non-zero),
+    /// so text comparisons there order like the instants.
+    DateTime(DateTime<Utc>),
 }
 
 /// Binds a list of [`SqlValue`]s to a query, for either backend.
@@ -26,6 +30,7 @@ macro_rules! bind_values {
                 $crate::SqlValue::Float(f) => q.bind(*f),
                 $crate::SqlValue::Text(s) => q.bind(s.clone()),
                 $crate::SqlValue::Date(d) => q.bind(*d),
+                $crate::SqlValue::DateTime(t) => q.bind(*t),
             };
         }
         q
