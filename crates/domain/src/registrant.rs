@@ -432,7 +432,8 @@ impl RegistrantInput {
         if registration_date > today {
             errors.add("registration_date", "cannot be in the future");
         }
-        if let Some(b) = birthdate {
+        // A future birth date is reported once, on `birthdate`, not again here.
+        if let Some(b) = birthdate.filter(|b| *b <= today) {
             if registration_date < b {
                 errors.add("registration_date", "cannot be before the birth date");
             }
@@ -479,19 +480,21 @@ impl RegistrantInput {
 
         let mut ids: Vec<NewRegId> = Vec::with_capacity(self.ids.len());
         for (i, id) in self.ids.iter().enumerate() {
+            // Checked on the raw types, so that a duplicate is reported even when an ID also
+            // has a bad value.
+            let id_type = id.id_type.trim();
+            if !id_type.is_empty()
+                && self.ids[..i]
+                    .iter()
+                    .any(|o| o.id_type.trim().eq_ignore_ascii_case(id_type))
+            {
+                errors.add(
+                    format!("ids[{i}].id_type"),
+                    "a registrant has at most one ID of each type",
+                );
+            }
             match id.parse() {
-                Ok(v) => {
-                    if ids
-                        .iter()
-                        .any(|o| o.id_type.eq_ignore_ascii_case(&v.id_type))
-                    {
-                        errors.add(
-                            format!("ids[{i}].id_type"),
-                            "a registrant has at most one ID of each type",
-                        );
-                    }
-                    ids.push(v);
-                }
+                Ok(v) => ids.push(v),
                 Err(DomainError::Validation(e)) => errors.merge(e.nest(&format!("ids[{i}]"))),
                 Err(e) => errors.add(format!("ids[{i}]"), e.to_string()),
             }
@@ -761,10 +764,18 @@ impl RegistrantInput {
     /// which a JSON merge patch is applied.
     pub fn from_registrant(r: &Registrant) -> Self {
         let date = |d: Option<NaiveDate>| d.map(|d| d.format("%Y-%m-%d").to_string());
+        // A name composed from the name parts is left out, so that it is composed again from
+        // the parts after a patch changes them (as a PUT without `name` does).
+        let composed = compose_name(
+            r.family_name.as_deref(),
+            r.given_name.as_deref(),
+            r.addl_name.as_deref(),
+        );
+        let name = (r.is_group || r.name != composed).then(|| r.name.clone());
         RegistrantInput {
             external_key: r.external_key.clone(),
             is_group: r.is_group,
-            name: Some(r.name.clone()),
+            name,
             given_name: r.given_name.clone(),
             family_name: r.family_name.clone(),
             addl_name: r.addl_name.clone(),

@@ -427,7 +427,7 @@ impl Store {
         let types = self.load_id_types().await?;
         let type_ids = types.check(&r.ids).map_err(StoreError::Validation)?;
         let now = Utc::now();
-        let id = with_db!(self, write, p => {
+        let detail = with_db!(self, write, p => {
             let mut tx = p.begin().await?;
             let id: i64 = bind_registrant_fields!(sqlx::query_scalar(INSERT_REGISTRANT), r)
                 .bind(now)
@@ -457,14 +457,19 @@ impl Store {
                     .fetch_one(&mut *tx)
                     .await?;
             }
+            // The audit entry, with the stored image, lands in the same transaction.
+            let row: RegistrantRow = sqlx::query_as(SELECT_REGISTRANT).bind(id).fetch_one(&mut *tx).await?;
+            let ids: Vec<RegIdRow> = sqlx::query_as(SELECT_REG_IDS).bind(id).fetch_all(&mut *tx).await?;
+            let accounts: Vec<BankAccountRow> = sqlx::query_as(SELECT_BANK_ACCOUNTS).bind(id).fetch_all(&mut *tx).await?;
+            let detail = RegistrantDetail {
+                registrant: row.into(),
+                ids: ids.into_iter().map(Into::into).collect(),
+                bank_accounts: accounts.into_iter().map(Into::into).collect(),
+                memberships: Vec::new(),
+            };
+            audit_insert!(&mut *tx, actor, "create", "registrant", Some(id), Some(id), None::<Value>, to_json(&detail))?;
             tx.commit().await?;
-            id
-        });
-        let detail = self.registrant_detail(id).await?;
-        // The audit entry is written after the commit only for the detail image; a failure here
-        // would lose the entry, so write it in its own statement and surface the error.
-        with_db!(self, write, p => {
-            audit_insert!(p, actor, "create", "registrant", Some(id), Some(id), None::<Value>, to_json(&detail))?;
+            detail
         });
         Ok(detail)
     }

@@ -4,7 +4,10 @@
 
 use std::any::Any;
 
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use g2p_domain::{DomainError, FieldErrors};
 use g2p_store::StoreError;
@@ -170,6 +173,71 @@ impl From<DomainError> for ApiError {
             DomainError::Validation(f) => ApiError::Validation(f),
             DomainError::Filter(f) => ApiError::field("filter", f.to_string()),
         }
+    }
+}
+
+/// A path parameter that does not parse (`/registrants/abc`) names nothing that exists: 404 in
+/// the usual shape, rather than axum's plain-text 400.
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> Self {
+        match e {
+            PathRejection::FailedToDeserializePathParams(_) => {
+                ApiError::NotFound("resource".into())
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+/// A query parameter of the wrong type is a field error on that parameter (axum's text reads
+/// `Failed to deserialize query string: <param>: <problem>`).
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        let text = e.body_text();
+        let detail = text.split_once(": ").map_or(text.as_str(), |(_, d)| d);
+        match detail.split_once(": ") {
+            Some((param, problem))
+                if !param.is_empty()
+                    && param.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+            {
+                ApiError::field(param, problem)
+            }
+            _ => ApiError::field("query", detail),
+        }
+    }
+}
+
+/// `Path` whose rejection uses the API's error shape.
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Ok(ApiPath(
+            Path::<T>::from_request_parts(parts, state).await?.0,
+        ))
+    }
+}
+
+/// `Query` whose rejection uses the API's error shape.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Ok(ApiQuery(
+            Query::<T>::from_request_parts(parts, state).await?.0,
+        ))
     }
 }
 

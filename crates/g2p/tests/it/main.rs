@@ -1,3 +1,12 @@
 //! End-to-end tests: the real application on real sockets, on SQLite and on PostgreSQL.
 
+mod api;
+mod api_audit;
+mod api_auth;
+mod api_bad_input;
+mod api_id_types;
+mod api_ids;
+mod api_openapi_ops;
+mod api_registrants;
 mod helpers;
+mod jobs;

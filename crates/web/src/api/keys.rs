@@ -1,7 +1,7 @@
 //! API keys (admin) and the caller's own identity.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use g2p_domain::Role;
 use g2p_store::api_keys::ApiKeyInfo;
@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::ApiJson;
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiPath};
 use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -34,7 +34,7 @@ pub struct Me {
     pub role: Role,
 }
 
-#[utoipa::path(get, path = "/api/v1/api-keys", tag = "admin",
+#[utoipa::path(get, path = "/api/v1/api-keys", tag = "admin", operation_id = "list_api_keys",
     responses((status = 200, body = [ApiKeyInfo])))]
 pub async fn list(State(s): State<AppState>, c: Caller) -> Result<Json<Vec<ApiKeyInfo>>, ApiError> {
     c.require_admin()?;
@@ -42,13 +42,15 @@ pub async fn list(State(s): State<AppState>, c: Caller) -> Result<Json<Vec<ApiKe
 }
 
 #[utoipa::path(post, path = "/api/v1/api-keys", tag = "admin", request_body = NewKey,
+    operation_id = "create_api_key",
     responses((status = 201, body = CreatedKey)))]
 pub async fn create(
     State(s): State<AppState>,
     c: Caller,
-    ApiJson(body): ApiJson<NewKey>,
+    body: Result<ApiJson<NewKey>, ApiError>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     c.require_admin()?;
+    let ApiJson(body) = body?;
     let name = body.name.trim();
     if name.is_empty() || name.len() > 100 {
         return Err(ApiError::field("name", "must be 1 to 100 characters"));
@@ -58,11 +60,12 @@ pub async fn create(
 }
 
 #[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "admin",
+    operation_id = "revoke_api_key",
     params(("id" = i64, Path)), responses((status = 204)))]
 pub async fn revoke(
     State(s): State<AppState>,
     c: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
     c.require_admin()?;
     s.store.revoke_api_key(id, &c.actor()).await?;
@@ -70,7 +73,8 @@ pub async fn revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/api/v1/me", tag = "admin", responses((status = 200, body = Me)))]
+#[utoipa::path(get, path = "/api/v1/me", tag = "admin",
+    operation_id = "me", responses((status = 200, body = Me)))]
 pub async fn me(c: Caller) -> Json<Me> {
     Json(Me {
         key_id: c.key_id,

@@ -1,7 +1,7 @@
 //! Registrants and what hangs off them: IDs, bank accounts, group members, audit trail.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::Utc;
 use g2p_domain::filter::Domain;
@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::api::{ApiJson, page_limit, parse_json};
 use crate::auth::Caller;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ApiPath, ApiQuery, ErrorBody};
 use crate::state::AppState;
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -33,6 +33,7 @@ pub struct RegistrantWithIds {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// An Odoo-style domain in JSON, e.g. `[["reg_ids.id_type","=like","MOSIP VID"]]`.
     pub filter: Option<String>,
@@ -81,14 +82,16 @@ async fn page(
     })
 }
 
-#[utoipa::path(get, path = "/api/v1/registrants", tag = "registrants", params(ListQuery),
+#[utoipa::path(get, path = "/api/v1/registrants", tag = "registrants",
+    operation_id = "list_registrants", params(ListQuery),
     responses((status = 200, body = RegistrantPage), (status = 422, body = ErrorBody)))]
 pub async fn list(
     State(s): State<AppState>,
     c: Caller,
-    Query(q): Query<ListQuery>,
+    q: Result<ApiQuery<ListQuery>, ApiError>,
 ) -> Result<Json<RegistrantPage>, ApiError> {
     c.require_read()?;
+    let ApiQuery(q) = q?;
     let domain = match q.filter.as_deref().map(str::trim) {
         None | Some("") => Domain::match_all(),
         Some(f) => Domain::parse_str(f).map_err(|e| ApiError::field("filter", e.to_string()))?,
@@ -97,14 +100,16 @@ pub async fn list(
 }
 
 #[utoipa::path(post, path = "/api/v1/registrants/search", tag = "registrants",
+    operation_id = "search_registrants",
     request_body = SearchBody,
     responses((status = 200, body = RegistrantPage), (status = 422, body = ErrorBody)))]
 pub async fn search(
     State(s): State<AppState>,
     c: Caller,
-    ApiJson(body): ApiJson<SearchBody>,
+    body: Result<ApiJson<SearchBody>, ApiError>,
 ) -> Result<Json<RegistrantPage>, ApiError> {
     c.require_read()?;
+    let ApiJson(body) = body?;
     let domain = match &body.filter {
         None => Domain::match_all(),
         Some(v) => Domain::from_json(v).map_err(|e| ApiError::field("filter", e.to_string()))?,
@@ -113,27 +118,32 @@ pub async fn search(
 }
 
 #[utoipa::path(post, path = "/api/v1/registrants", tag = "registrants",
+    operation_id = "create_registrant",
     request_body = RegistrantInput,
     responses((status = 201, body = RegistrantDetail), (status = 409, body = ErrorBody),
     (status = 422, body = ErrorBody)))]
 pub async fn create(
     State(s): State<AppState>,
     c: Caller,
-    ApiJson(body): ApiJson<RegistrantInput>,
+    body: Result<ApiJson<RegistrantInput>, ApiError>,
 ) -> Result<(StatusCode, Json<RegistrantDetail>), ApiError> {
     c.require_write()?;
+    // Bodies are taken as `Result` so that the role is checked before the body is looked at:
+    // a caller without the role gets 403 whatever it sends.
+    let ApiJson(body) = body?;
     let new = body.parse(Utc::now().date_naive())?;
     let detail = s.store.create_registrant(&new, &c.actor()).await?;
     Ok((StatusCode::CREATED, Json(detail)))
 }
 
 #[utoipa::path(get, path = "/api/v1/registrants/{id}", tag = "registrants",
+    operation_id = "get_registrant",
     params(("id" = i64, Path)),
     responses((status = 200, body = RegistrantDetail), (status = 404, body = ErrorBody)))]
 pub async fn get_one(
     State(s): State<AppState>,
     c: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<RegistrantDetail>, ApiError> {
     c.require_read()?;
     Ok(Json(s.store.registrant_detail(id).await?))
@@ -160,43 +170,51 @@ async fn save_fields(
     input: RegistrantInput,
     expected: Option<i64>,
 ) -> Result<Registrant, ApiError> {
-    if !input.ids.is_empty() || !input.bank_accounts.is_empty() {
-        return Err(ApiError::field(
-            "ids",
-            "IDs and bank accounts are changed through /ids and /bank-accounts",
-        ));
+    let mut errors = g2p_domain::FieldErrors::new();
+    if !input.ids.is_empty() {
+        errors.add("ids", "IDs are changed through /ids");
+    }
+    if !input.bank_accounts.is_empty() {
+        errors.add("bank_accounts", "bank accounts are changed through /bank-accounts");
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
     }
     let new = input.parse(Utc::now().date_naive())?;
     Ok(s.store.update_registrant(id, &new, expected, &c.actor()).await?)
 }
 
 #[utoipa::path(put, path = "/api/v1/registrants/{id}", tag = "registrants",
+    operation_id = "replace_registrant",
     params(("id" = i64, Path)), request_body = RegistrantInput,
     responses((status = 200, body = Registrant), (status = 404, body = ErrorBody),
     (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn replace(
     State(s): State<AppState>,
     c: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<RegistrantInput>,
+    body: Result<ApiJson<RegistrantInput>, ApiError>,
 ) -> Result<Json<Registrant>, ApiError> {
     c.require_write()?;
+    let ApiJson(body) = body?;
     Ok(Json(save_fields(&s, &c, id, body, if_match(&headers)?).await?))
 }
 
 #[utoipa::path(patch, path = "/api/v1/registrants/{id}", tag = "registrants",
+    operation_id = "patch_registrant",
     params(("id" = i64, Path)), request_body(content = Object, description = "JSON merge patch (RFC 7396) of the registrant's fields"),
     responses((status = 200, body = Registrant), (status = 404, body = ErrorBody),
     (status = 422, body = ErrorBody)))]
 pub async fn patch(
     State(s): State<AppState>,
     c: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<Value>,
+    body: Result<ApiJson<Value>, ApiError>,
 ) -> Result<Json<Registrant>, ApiError> {
     c.require_write()?;
+    let ApiJson(body) = body?;
     if !body.is_object() {
         return Err(ApiError::field("body", "must be a JSON object"));
     }
@@ -211,12 +229,13 @@ pub async fn patch(
 }
 
 #[utoipa::path(delete, path = "/api/v1/registrants/{id}", tag = "registrants",
+    operation_id = "delete_registrant",
     params(("id" = i64, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete(
     State(s): State<AppState>,
     c: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
     // Like OpenG2P, registrars cannot delete registrants; only administrators can.
     c.require_admin()?;
@@ -227,11 +246,12 @@ pub async fn delete(
 // ------------------------------------------------------------------ IDs
 
 #[utoipa::path(get, path = "/api/v1/registrants/{id}/ids", tag = "ids",
+    operation_id = "list_registrant_ids",
     params(("id" = i64, Path)), responses((status = 200, body = [RegId])))]
 pub async fn list_ids(
     State(s): State<AppState>,
     c: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Vec<RegId>>, ApiError> {
     c.require_read()?;
     s.store.get_registrant(id).await?;
@@ -239,16 +259,18 @@ pub async fn list_ids(
 }
 
 #[utoipa::path(post, path = "/api/v1/registrants/{id}/ids", tag = "ids",
+    operation_id = "add_registrant_id",
     params(("id" = i64, Path)), request_body = RegIdInput,
     responses((status = 201, body = RegId), (status = 409, body = ErrorBody),
     (status = 422, body = ErrorBody)))]
 pub async fn add_id(
     State(s): State<AppState>,
     c: Caller,
-    Path(id): Path<i64>,
-    ApiJson(body): ApiJson<RegIdInput>,
+    ApiPath(id): ApiPath<i64>,
+    body: Result<ApiJson<RegIdInput>, ApiError>,
 ) -> Result<(StatusCode, Json<RegId>), ApiError> {
     c.require_write()?;
+    let ApiJson(body) = body?;
     let new = body.parse()?;
     if s
         .store
@@ -280,16 +302,18 @@ pub struct IdValue {
 }
 
 #[utoipa::path(put, path = "/api/v1/registrants/{id}/ids/{id_type}", tag = "ids",
+    operation_id = "put_registrant_id",
     params(("id" = i64, Path), ("id_type" = String, Path)), request_body = IdValue,
     responses((status = 200, body = RegId), (status = 201, body = RegId),
     (status = 422, body = ErrorBody)))]
 pub async fn put_id(
     State(s): State<AppState>,
     c: Caller,
-    Path((id, id_type)): Path<(i64, String)>,
-    ApiJson(body): ApiJson<IdValue>,
+    ApiPath((id, id_type)): ApiPath<(i64, String)>,
+    body: Result<ApiJson<IdValue>, ApiError>,
 ) -> Result<(StatusCode, Json<RegId>), ApiError> {
     c.require_write()?;
+    let ApiJson(body) = body?;
     let new = RegIdInput {
         id_type,
         value: body.value,
@@ -304,12 +328,13 @@ pub async fn put_id(
 }
 
 #[utoipa::path(delete, path = "/api/v1/registrants/{id}/ids/{id_type}", tag = "ids",
+    operation_id = "remove_registrant_id",
     params(("id" = i64, Path), ("id_type" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn remove_id(
     State(s): State<AppState>,
     c: Caller,
-    Path((id, id_type)): Path<(i64, String)>,
+    ApiPath((id, id_type)): ApiPath<(i64, String)>,
 ) -> Result<StatusCode, ApiError> {
     c.require_write()?;
     s.store.remove_reg_id(id, &id_type, &c.actor()).await?;
@@ -319,11 +344,12 @@ pub async fn remove_id(
 // ------------------------------------------------------------------ bank accounts
 
 #[utoipa::path(get, path = "/api/v1/registrants/{id}/bank-accounts", tag = "bank accounts",
+    operation_id = "list_bank_accounts",
     params(("id" = i64, Path)), responses((status = 200, body = [BankAccount])))]
 pub async fn list_accounts(
     State(s): State<AppState>,
     c: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Vec<BankAccount>>, ApiError> {
     c.require_read()?;
     s.store.get_registrant(id).await?;
@@ -331,16 +357,18 @@ pub async fn list_accounts(
 }
 
 #[utoipa::path(post, path = "/api/v1/registrants/{id}/bank-accounts", tag = "bank accounts",
+    operation_id = "add_bank_account",
     params(("id" = i64, Path)), request_body = BankAccountInput,
     responses((status = 201, body = BankAccount), (status = 409, body = ErrorBody),
     (status = 422, body = ErrorBody)))]
 pub async fn add_account(
     State(s): State<AppState>,
     c: Caller,
-    Path(id): Path<i64>,
-    ApiJson(body): ApiJson<BankAccountInput>,
+    ApiPath(id): ApiPath<i64>,
+    body: Result<ApiJson<BankAccountInput>, ApiError>,
 ) -> Result<(StatusCode, Json<BankAccount>), ApiError> {
     c.require_write()?;
+    let ApiJson(body) = body?;
     let new = body.parse()?;
     Ok((
         StatusCode::CREATED,
@@ -349,12 +377,13 @@ pub async fn add_account(
 }
 
 #[utoipa::path(delete, path = "/api/v1/registrants/{id}/bank-accounts/{account_id}",
-    tag = "bank accounts", params(("id" = i64, Path), ("account_id" = i64, Path)),
+    tag = "bank accounts",
+    operation_id = "remove_bank_account", params(("id" = i64, Path), ("account_id" = i64, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn remove_account(
     State(s): State<AppState>,
     c: Caller,
-    Path((id, account_id)): Path<(i64, i64)>,
+    ApiPath((id, account_id)): ApiPath<(i64, i64)>,
 ) -> Result<StatusCode, ApiError> {
     c.require_write()?;
     s.store
@@ -366,11 +395,12 @@ pub async fn remove_account(
 // ------------------------------------------------------------------ groups
 
 #[utoipa::path(get, path = "/api/v1/registrants/{id}/members", tag = "groups",
+    operation_id = "list_members",
     params(("id" = i64, Path)), responses((status = 200, body = [Membership])))]
 pub async fn list_members(
     State(s): State<AppState>,
     c: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Vec<Membership>>, ApiError> {
     c.require_read()?;
     let g = s.store.get_registrant(id).await?;
@@ -381,16 +411,18 @@ pub async fn list_members(
 }
 
 #[utoipa::path(post, path = "/api/v1/registrants/{id}/members", tag = "groups",
+    operation_id = "add_member",
     params(("id" = i64, Path)), request_body = MembershipInput,
     responses((status = 201, body = Membership), (status = 409, body = ErrorBody),
     (status = 422, body = ErrorBody)))]
 pub async fn add_member(
     State(s): State<AppState>,
     c: Caller,
-    Path(id): Path<i64>,
-    ApiJson(body): ApiJson<MembershipInput>,
+    ApiPath(id): ApiPath<i64>,
+    body: Result<ApiJson<MembershipInput>, ApiError>,
 ) -> Result<(StatusCode, Json<Membership>), ApiError> {
     c.require_write()?;
+    let ApiJson(body) = body?;
     let m = body.parse()?;
     Ok((
         StatusCode::CREATED,
@@ -399,12 +431,13 @@ pub async fn add_member(
 }
 
 #[utoipa::path(delete, path = "/api/v1/registrants/{id}/members/{individual_id}", tag = "groups",
+    operation_id = "remove_member",
     params(("id" = i64, Path), ("individual_id" = i64, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn remove_member(
     State(s): State<AppState>,
     c: Caller,
-    Path((id, individual_id)): Path<(i64, i64)>,
+    ApiPath((id, individual_id)): ApiPath<(i64, i64)>,
 ) -> Result<StatusCode, ApiError> {
     c.require_write()?;
     s.store.remove_member(id, individual_id, &c.actor()).await?;
@@ -414,6 +447,7 @@ pub async fn remove_member(
 // ------------------------------------------------------------------ audit
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Keyset cursor: entries older than this entry id.
     pub before: Option<i64>,
@@ -421,14 +455,16 @@ pub struct AuditQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/registrants/{id}/audit", tag = "audit",
+    operation_id = "registrant_audit",
     params(("id" = i64, Path), AuditQuery), responses((status = 200, body = [AuditEntry])))]
 pub async fn audit(
     State(s): State<AppState>,
     c: Caller,
-    Path(id): Path<i64>,
-    Query(q): Query<AuditQuery>,
+    ApiPath(id): ApiPath<i64>,
+    q: Result<ApiQuery<AuditQuery>, ApiError>,
 ) -> Result<Json<Vec<AuditEntry>>, ApiError> {
     c.require_read()?;
+    let ApiQuery(q) = q?;
     let limit = page_limit(q.limit)?;
     Ok(Json(s.store.audit_for_registrant(id, q.before, limit).await?))
 }
