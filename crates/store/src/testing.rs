@@ -5,6 +5,10 @@
 //! When PostgreSQL cannot be reached the PostgreSQL half is skipped with a message, unless
 //! `G2P_REQUIRE_PG=1` (set by CI), in which case the test fails: the suite is never silently
 //! skipped there.
+//!
+//! Test support only: it panics on set-up failures, because a test that cannot get its database
+//! must fail loudly rather than pass.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
 use crate::db::{ConnectOptions, Store};
 

@@ -23,7 +23,7 @@ pub enum ApiError {
     NotFound(String),
     #[error("{message}")]
     Conflict { field: String, message: String },
-    #[error("request body larger than {0} bytes")]
+    #[error("request body larger than the limit of {0} bytes")]
     PayloadTooLarge(u64),
     #[error("expected a body of type {0}")]
     UnsupportedMediaType(&'static str),
@@ -238,6 +238,35 @@ where
         Ok(ApiQuery(
             Query::<T>::from_request_parts(parts, state).await?.0,
         ))
+    }
+}
+
+/// The error body for a bare status produced outside a handler (routing, timeouts, limits).
+pub fn status_body(status: StatusCode) -> ErrorBody {
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT => "timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let message = match status {
+        StatusCode::NOT_FOUND => "no such API route".to_owned(),
+        StatusCode::METHOD_NOT_ALLOWED => "method not allowed on this route".to_owned(),
+        StatusCode::REQUEST_TIMEOUT => "the request took too long and was abandoned".to_owned(),
+        s => s.canonical_reason().unwrap_or("error").to_lowercase(),
+    };
+    ErrorBody {
+        error: ErrorDetail {
+            code,
+            message,
+            fields: None,
+            request_id: crate::REQUEST_ID.try_with(Clone::clone).ok(),
+        },
     }
 }
 

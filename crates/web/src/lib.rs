@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod ops;
 pub mod state;
@@ -36,6 +37,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(api::router(state.clone()))
         .merge(ops::router(state.clone()))
+        .merge(console::router(state.clone()))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
@@ -51,8 +53,35 @@ pub fn app(state: AppState) -> Router {
             // Only the path, never the query: filters may carry personal data.
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %rid)
         }))
-        .layer(middleware::from_fn(request_id))
+        // Inside `request_id`, so a panic's 500 still carries the request id.
         .layer(CatchPanicLayer::custom(error::panic_response))
+        .layer(middleware::from_fn(api_error_shape))
+        .layer(middleware::from_fn(request_id))
+}
+
+/// Responses under `/api/` that did not come from a handler's `ApiError` (unknown route 404,
+/// 405, the 408 timeout, a rejected body) get the API's one error shape too.
+async fn api_error_shape(req: Request, next: Next) -> Response {
+    let is_api = req.uri().path().starts_with("/api/");
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_api || !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (mut parts, _) = resp.into_parts();
+    let body = error::status_body(status);
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(bytes))
 }
 
 /// Takes the caller's `x-request-id` if it is sane, otherwise makes one; echoes it back.
