@@ -8,5 +8,7 @@ mod api_id_types;
 mod api_ids;
 mod api_openapi_ops;
 mod api_registrants;
+mod api_shape;
+mod console;
 mod helpers;
 mod jobs;
