@@ -332,11 +332,10 @@ fn clean(s: &Option<String>) -> Option<String> {
 }
 
 fn check_len(errors: &mut FieldErrors, field: &str, v: &Option<String>, max: usize) {
-    if let Some(v) = v {
-        if v.chars().count() > max {
+    if let Some(v) = v
+        && v.chars().count() > max {
             errors.add(field, format!("must be at most {max} characters"));
         }
-    }
 }
 
 pub fn parse_date(errors: &mut FieldErrors, field: &str, v: &Option<String>) -> Option<NaiveDate> {
@@ -422,28 +421,25 @@ impl RegistrantInput {
         check_len(&mut errors, "name", &Some(name.clone()), MAX_NAME_LEN);
 
         let birthdate = parse_date(&mut errors, "birthdate", &self.birthdate);
-        if let Some(b) = birthdate {
-            if b > today {
+        if let Some(b) = birthdate
+            && b > today {
                 errors.add("birthdate", "cannot be in the future");
             }
-        }
         let registration_date =
             parse_date(&mut errors, "registration_date", &self.registration_date).unwrap_or(today);
         if registration_date > today {
             errors.add("registration_date", "cannot be in the future");
         }
         // A future birth date is reported once, on `birthdate`, not again here.
-        if let Some(b) = birthdate.filter(|b| *b <= today) {
-            if registration_date < b {
+        if let Some(b) = birthdate.filter(|b| *b <= today)
+            && registration_date < b {
                 errors.add("registration_date", "cannot be before the birth date");
             }
-        }
         let email = clean(&self.email);
-        if let Some(e) = &email {
-            if !valid_email(e) {
+        if let Some(e) = &email
+            && !valid_email(e) {
                 errors.add("email", "is not a valid e-mail address");
             }
-        }
         check_len(&mut errors, "email", &email, MAX_NAME_LEN);
         let gender = clean(&self.gender);
         check_len(&mut errors, "gender", &gender, 50);
@@ -572,11 +568,10 @@ impl BankAccountInput {
         }
         check_len(&mut errors, "account_number", &Some(account_number.clone()), 64);
         let iban = clean(&self.iban).map(|s| s.replace(' ', "").to_uppercase());
-        if let Some(iban) = &iban {
-            if !valid_iban(iban) {
+        if let Some(iban) = &iban
+            && !valid_iban(iban) {
                 errors.add("iban", "is not a valid IBAN");
             }
-        }
         let bic = clean(&self.bic).map(|s| s.to_uppercase());
         if let Some(bic) = &bic {
             let ok = (bic.len() == 8 || bic.len() == 11)
@@ -634,11 +629,10 @@ impl IdTypeInput {
         }
         check_len(&mut errors, "name", &Some(name.clone()), MAX_NAME_LEN);
         let validation_regex = clean(&self.validation_regex);
-        if let Some(r) = &validation_regex {
-            if let Err(e) = anchored_regex(r) {
+        if let Some(r) = &validation_regex
+            && let Err(e) = anchored_regex(r) {
                 errors.add("validation_regex", format!("is not a valid regular expression: {e}"));
             }
-        }
         errors.into_result()?;
         Ok(NewIdType {
             name,
@@ -659,11 +653,10 @@ impl MembershipInput {
         let mut errors = FieldErrors::new();
         let start_date = parse_date(&mut errors, "start_date", &self.start_date);
         let end_date = parse_date(&mut errors, "end_date", &self.end_date);
-        if let (Some(s), Some(e)) = (start_date, end_date) {
-            if e < s {
+        if let (Some(s), Some(e)) = (start_date, end_date)
+            && e < s {
                 errors.add("end_date", "cannot be before the start date");
             }
-        }
         let kinds: Vec<String> = self
             .kinds
             .iter()
@@ -677,6 +670,72 @@ impl MembershipInput {
             start_date,
             end_date,
         })
+    }
+}
+
+impl RegistrantInput {
+    /// The input that would recreate `r`'s own fields (not its IDs or accounts); the base onto
+    /// which a JSON merge patch is applied.
+    pub fn from_registrant(r: &Registrant) -> Self {
+        let date = |d: Option<NaiveDate>| d.map(|d| d.format("%Y-%m-%d").to_string());
+        // A name composed from the name parts is left out, so that it is composed again from
+        // the parts after a patch changes them (as a PUT without `name` does).
+        let composed = compose_name(
+            r.family_name.as_deref(),
+            r.given_name.as_deref(),
+            r.addl_name.as_deref(),
+        );
+        let name = (r.is_group || r.name != composed).then(|| r.name.clone());
+        RegistrantInput {
+            external_key: r.external_key.clone(),
+            is_group: r.is_group,
+            name,
+            given_name: r.given_name.clone(),
+            family_name: r.family_name.clone(),
+            addl_name: r.addl_name.clone(),
+            gender: r.gender.clone(),
+            birthdate: date(r.birthdate),
+            birthdate_not_exact: r.birthdate_not_exact,
+            birth_place: r.birth_place.clone(),
+            address: r.address.clone(),
+            phone_numbers: r
+                .phone_numbers
+                .iter()
+                .map(|p| PhoneNumberInput {
+                    phone_no: p.phone_no.clone(),
+                    date_collected: date(p.date_collected),
+                })
+                .collect(),
+            email: r.email.clone(),
+            registration_date: date(r.registration_date),
+            disabled: r.disabled,
+            disabled_reason: r.disabled_reason.clone(),
+            group_kind: r.group_kind.clone(),
+            attributes: r.attributes.clone(),
+            ids: Vec::new(),
+            bank_accounts: Vec::new(),
+        }
+    }
+}
+
+/// RFC 7396 JSON merge patch: objects merge recursively, `null` removes, anything else replaces.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = Value::Object(Map::new());
+            }
+            if let Value::Object(t) = target {
+                for (k, v) in p {
+                    if v.is_null() {
+                        t.remove(k);
+                    } else {
+                        merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+                    }
+                }
+            }
+        }
+        other => *target = other.clone(),
     }
 }
 
@@ -756,71 +815,5 @@ mod tests {
         let r = anchored_regex("[0-9]{4}").unwrap();
         assert!(r.is_match("1234"));
         assert!(!r.is_match("12345"));
-    }
-}
-
-impl RegistrantInput {
-    /// The input that would recreate `r`'s own fields (not its IDs or accounts); the base onto
-    /// which a JSON merge patch is applied.
-    pub fn from_registrant(r: &Registrant) -> Self {
-        let date = |d: Option<NaiveDate>| d.map(|d| d.format("%Y-%m-%d").to_string());
-        // A name composed from the name parts is left out, so that it is composed again from
-        // the parts after a patch changes them (as a PUT without `name` does).
-        let composed = compose_name(
-            r.family_name.as_deref(),
-            r.given_name.as_deref(),
-            r.addl_name.as_deref(),
-        );
-        let name = (r.is_group || r.name != composed).then(|| r.name.clone());
-        RegistrantInput {
-            external_key: r.external_key.clone(),
-            is_group: r.is_group,
-            name,
-            given_name: r.given_name.clone(),
-            family_name: r.family_name.clone(),
-            addl_name: r.addl_name.clone(),
-            gender: r.gender.clone(),
-            birthdate: date(r.birthdate),
-            birthdate_not_exact: r.birthdate_not_exact,
-            birth_place: r.birth_place.clone(),
-            address: r.address.clone(),
-            phone_numbers: r
-                .phone_numbers
-                .iter()
-                .map(|p| PhoneNumberInput {
-                    phone_no: p.phone_no.clone(),
-                    date_collected: date(p.date_collected),
-                })
-                .collect(),
-            email: r.email.clone(),
-            registration_date: date(r.registration_date),
-            disabled: r.disabled,
-            disabled_reason: r.disabled_reason.clone(),
-            group_kind: r.group_kind.clone(),
-            attributes: r.attributes.clone(),
-            ids: Vec::new(),
-            bank_accounts: Vec::new(),
-        }
-    }
-}
-
-/// RFC 7396 JSON merge patch: objects merge recursively, `null` removes, anything else replaces.
-pub fn merge_patch(target: &mut Value, patch: &Value) {
-    match patch {
-        Value::Object(p) => {
-            if !target.is_object() {
-                *target = Value::Object(Map::new());
-            }
-            if let Value::Object(t) = target {
-                for (k, v) in p {
-                    if v.is_null() {
-                        t.remove(k);
-                    } else {
-                        merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-                    }
-                }
-            }
-        }
-        other => *target = other.clone(),
     }
 }

@@ -1,5 +1,8 @@
 //! End-to-end tests: the real application on real sockets, on SQLite and on PostgreSQL.
 
+// Test code: a failed expectation should panic with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod api;
 mod api_audit;
 mod api_auth;
