@@ -146,16 +146,6 @@ impl Store {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn splits_keys() {
-        assert_eq!(super::split_key("g2p_abc_def"), Some(("abc", "def")));
-        assert_eq!(super::split_key("g2p__def"), None);
-        assert_eq!(super::split_key("xyz_abc_def"), None);
-    }
-}
-
 impl Store {
     /// A live (not revoked) key by its public id; used for console sessions, which were
     /// established with the full key and are signed by the server.
@@ -165,5 +155,15 @@ impl Store {
         let row: Option<ApiKeyRow> =
             with_db!(self, read, p => sqlx::query_as(SQL).bind(key_id).fetch_optional(p).await?);
         Ok(row.map(|r| r.info()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn splits_keys() {
+        assert_eq!(super::split_key("g2p_abc_def"), Some(("abc", "def")));
+        assert_eq!(super::split_key("g2p__def"), None);
+        assert_eq!(super::split_key("xyz_abc_def"), None);
     }
 }

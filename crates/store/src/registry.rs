@@ -61,13 +61,13 @@ impl IdTypeSet {
                     format!("unknown ID type {:?}", id.id_type),
                 ),
                 Some((t, re)) => {
-                    if let Some(re) = re {
-                        if !re.is_match(&id.value) {
-                            errors.add(
-                                format!("ids[{i}].value"),
-                                format!("does not match the format of {}", t.name),
-                            );
-                        }
+                    if let Some(re) = re
+                        && !re.is_match(&id.value)
+                    {
+                        errors.add(
+                            format!("ids[{i}].value"),
+                            format!("does not match the format of {}", t.name),
+                        );
                     }
                     out.push(t.id);
                 }

@@ -204,18 +204,17 @@ where
                 via_session: false,
             });
         }
-        if let Some(v) = cookie_value(parts, SESSION_COOKIE) {
-            if let Some(key_id) = verify_session(&state.settings, v) {
-                if let Some(info) = state.store.live_api_key(&key_id).await? {
-                    return Ok(Caller {
-                        key_id: info.key_id,
-                        name: info.name,
-                        role: info.role,
-                        request_id,
-                        via_session: true,
-                    });
-                }
-            }
+        if let Some(v) = cookie_value(parts, SESSION_COOKIE)
+            && let Some(key_id) = verify_session(&state.settings, v)
+            && let Some(info) = state.store.live_api_key(&key_id).await?
+        {
+            return Ok(Caller {
+                key_id: info.key_id,
+                name: info.name,
+                role: info.role,
+                request_id,
+                via_session: true,
+            });
         }
         Err(ApiError::Unauthorized)
     }
