@@ -1,8 +1,10 @@
 //! The g2p application, assembled. [`App::start`] is the one function that wires store, HTTP and
 //! background work; `main`, `g2p demo` and the end-to-end tests all use it.
 
+pub mod bench;
 pub mod config;
 pub mod demo;
+pub mod import;
 pub mod telemetry;
 
 use std::net::SocketAddr;

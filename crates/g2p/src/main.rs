@@ -54,6 +54,14 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         individuals: usize,
     },
+    /// Import registrants from a CSV or NDJSON file (idempotent by external_key). Exit status
+    /// 0: all rows created or skipped; 2: some rows failed (listed); 1: the import failed.
+    Import(g2p::import::ImportArgs),
+    /// Benchmarks; build with --release first.
+    Bench {
+        #[command(subcommand)]
+        command: g2p::bench::BenchCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -124,6 +132,16 @@ async fn run(command: Command, mut cfg: Config) -> anyhow::Result<()> {
             cfg.listen = listen;
             demo::run(cfg, individuals).await?;
         }
+        Command::Import(args) => {
+            let store = g2p::open_store(&cfg).await?;
+            let status = g2p::import::run(&store, &args, &mut std::io::stdout()).await;
+            store.close().await;
+            let status = status?;
+            if status != 0 {
+                std::process::exit(status);
+            }
+        }
+        Command::Bench { command } => g2p::bench::run(command).await?,
     }
     Ok(())
 }

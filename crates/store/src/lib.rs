@@ -11,6 +11,8 @@ pub mod audit;
 pub mod db;
 pub mod error;
 pub mod filter_sql;
+pub mod id_checks;
+pub mod import;
 pub mod jobs;
 pub mod registry;
 pub mod testing;

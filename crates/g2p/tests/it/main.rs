@@ -14,4 +14,5 @@ mod api_registrants;
 mod api_shape;
 mod console;
 mod helpers;
+mod import;
 mod jobs;

@@ -1,6 +1,8 @@
 //! The JSON API under `/api/v1`, with its OpenAPI document at `/api/v1/openapi.json`.
 
 pub mod id_types;
+pub mod import;
+pub mod jobs;
 pub mod keys;
 pub mod registrants;
 
@@ -58,9 +60,16 @@ pub fn router(state: AppState) -> axum::Router {
         .routes(routes!(registrants::audit))
         .routes(routes!(id_types::list, id_types::create))
         .routes(routes!(id_types::get_one, id_types::update, id_types::delete))
+        .routes(routes!(jobs::list))
+        .routes(routes!(jobs::get_one))
+        .routes(routes!(jobs::retry))
+        .routes(routes!(jobs::cancel))
+        .routes(routes!(jobs::schedules))
+        .routes(routes!(jobs::revalidate))
         .routes(routes!(keys::list, keys::create))
         .routes(routes!(keys::revoke))
         .routes(routes!(keys::me))
+        .routes(routes!(import::import))
         .with_state(state)
         .split_for_parts();
     let doc = std::sync::Arc::new(openapi);
@@ -81,6 +90,7 @@ pub struct ApiJson<T>(pub T);
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
     S: Send + Sync,
+    AppState: axum::extract::FromRef<S>,
     T: DeserializeOwned,
 {
     type Rejection = ApiError;
@@ -103,7 +113,10 @@ where
         let bytes = match axum::body::Bytes::from_request(req, state).await {
             Ok(b) => b,
             Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
-                return Err(ApiError::PayloadTooLarge(0));
+                let limit = <AppState as axum::extract::FromRef<S>>::from_ref(state)
+                    .settings
+                    .max_body_bytes;
+                return Err(ApiError::PayloadTooLarge(limit as u64));
             }
             Err(e) => {
                 return Err(ApiError::BadRequest {
@@ -112,6 +125,14 @@ where
                 });
             }
         };
+        // serde would accept an array for a struct, matching fields by position; every body of
+        // this API is an object, so anything else is refused before it can be misread.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return match parse_json::<serde_json::Value>(&bytes) {
+                Err(e) => Err(e),
+                Ok(_) => Err(ApiError::field("body", "must be a JSON object")),
+            };
+        }
         parse_json(&bytes).map(ApiJson)
     }
 }
