@@ -21,6 +21,10 @@ pub struct Config {
     pub db_max_connections: u32,
     /// Largest JSON request body, bytes.
     pub max_body_bytes: usize,
+    /// Largest bulk import upload, bytes (the import streams: this bounds work, not memory).
+    pub max_import_bytes: u64,
+    /// Seconds before an ordinary request is abandoned with 408 (imports are exempt).
+    pub request_timeout_seconds: u64,
     /// Log format: `text` or `json`.
     pub log_format: String,
     /// Key that signs console sessions; every node of a deployment needs the same one. When
@@ -42,6 +46,8 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             db_max_connections: 10,
             max_body_bytes: 1 << 20,
+            max_import_bytes: 10 << 30,
+            request_timeout_seconds: 60,
             log_format: "text".into(),
             session_secret: None,
             secure_cookies: false,
@@ -58,6 +64,8 @@ impl std::fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("db_max_connections", &self.db_max_connections)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_import_bytes", &self.max_import_bytes)
+            .field("request_timeout_seconds", &self.request_timeout_seconds)
             .field("log_format", &self.log_format)
             .field("session_secret", &self.session_secret.as_ref().map(|_| "***"))
             .field("secure_cookies", &self.secure_cookies)

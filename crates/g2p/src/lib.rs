@@ -43,6 +43,8 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
 pub fn web_settings(cfg: &Config) -> WebSettings {
     WebSettings {
         max_body_bytes: cfg.max_body_bytes,
+        max_import_bytes: cfg.max_import_bytes,
+        request_timeout: std::time::Duration::from_secs(cfg.request_timeout_seconds.max(1)),
         secure_cookies: cfg.secure_cookies,
         session_key: Arc::from(cfg.session_key()),
         ..WebSettings::default()

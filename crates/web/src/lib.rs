@@ -18,9 +18,8 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 tokio::task_local! {
@@ -39,10 +38,7 @@ pub fn app(state: AppState) -> Router {
         .merge(ops::router(state.clone()))
         .merge(console::router(state.clone()))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            request_timeout,
-        ))
+        .layer(middleware::from_fn_with_state(request_timeout, timeout_except_streams))
         .layer(middleware::from_fn_with_state(state.clone(), track_metrics))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let rid = req
@@ -82,6 +78,25 @@ async fn api_error_shape(req: Request, next: Next) -> Response {
     );
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);
     Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+/// Routes that stream large bodies and legitimately run for minutes.
+const STREAMING_ROUTES: &[&str] = &["/api/v1/import"];
+
+/// Abandons a request after `limit` with 408, except on [`STREAMING_ROUTES`], whose length is
+/// bounded by their size limit instead.
+async fn timeout_except_streams(
+    axum::extract::State(limit): axum::extract::State<Duration>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if STREAMING_ROUTES.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => axum::http::StatusCode::REQUEST_TIMEOUT.into_response(),
+    }
 }
 
 /// Takes the caller's `x-request-id` if it is sane, otherwise makes one; echoes it back.
