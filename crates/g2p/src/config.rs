@@ -75,6 +75,21 @@ impl std::fmt::Debug for Config {
     }
 }
 
+/// `G2P_*` variables that are not configuration keys (tests and logging).
+const NOT_CONFIG: &[&str] = &["test_pg_url", "require_pg", "require_browser", "config", "log"];
+
+impl Config {
+    /// Every key a configuration file or `G2P_*` variable may set.
+    fn known_keys() -> Vec<String> {
+        let mut keys: Vec<String> = match serde_json::to_value(Config::default()) {
+            Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
+        keys.push("session_secret".into());
+        keys
+    }
+}
+
 /// Environment variables that may name a file holding the real value (`…_FILE`).
 const FILE_SECRETS: &[&str] = &["SESSION_SECRET", "DATABASE_URL"];
 
@@ -93,13 +108,25 @@ impl Config {
             None if default_path.exists() => fig = fig.merge(Toml::file(&default_path)),
             None => {}
         }
-        let ignored: Vec<String> = FILE_SECRETS.iter().map(|s| format!("{s}_FILE")).collect();
+        let known = Self::known_keys();
+        for (name, _) in std::env::vars() {
+            if let Some(key) = name.strip_prefix("G2P_") {
+                let key = key.to_ascii_lowercase();
+                let used = known.contains(&key)
+                    || FILE_SECRETS.iter().any(|f| key == format!("{}_file", f.to_ascii_lowercase()))
+                    || NOT_CONFIG.contains(&key.as_str());
+                if !used {
+                    // Logging is not set up yet (it depends on this configuration).
+                    eprintln!("warning: ignoring unknown configuration variable {name}");
+                }
+            }
+        }
+        // Only configuration keys are taken from the environment: other G2P_* variables (test
+        // switches, typos) must not make start-up fail.
         fig = fig.merge(
             Env::prefixed("G2P_")
                 .split("__")
-                .filter(move |k| !ignored.iter().any(|i| k.as_str().eq_ignore_ascii_case(i)))
-                // Variables used by the tests, not configuration.
-                .ignore(&["TEST_PG_URL", "REQUIRE_PG", "CONFIG", "LOG"]),
+                .filter(move |k| known.iter().any(|n| k.as_str().eq_ignore_ascii_case(n))),
         );
         let mut cfg: Config = fig.extract().context("invalid configuration")?;
         for name in FILE_SECRETS {
@@ -144,6 +171,8 @@ mod tests {
                 "listen = \"0.0.0.0:9000\"\nworker_concurrency = 2\nlog_format = \"json\"\n",
             )?;
             jail.set_env("G2P_WORKER_CONCURRENCY", "7");
+            // Not configuration: must be ignored, not rejected.
+            jail.set_env("G2P_REQUIRE_BROWSER", "1");
             jail.create_file("secret.txt", "s3cret\n")?;
             jail.set_env("G2P_SESSION_SECRET_FILE", "secret.txt");
             let cfg = Config::load(None).map_err(|e| e.to_string())?;
