@@ -333,9 +333,10 @@ fn clean(s: &Option<String>) -> Option<String> {
 
 fn check_len(errors: &mut FieldErrors, field: &str, v: &Option<String>, max: usize) {
     if let Some(v) = v
-        && v.chars().count() > max {
-            errors.add(field, format!("must be at most {max} characters"));
-        }
+        && v.chars().count() > max
+    {
+        errors.add(field, format!("must be at most {max} characters"));
+    }
 }
 
 pub fn parse_date(errors: &mut FieldErrors, field: &str, v: &Option<String>) -> Option<NaiveDate> {
@@ -364,8 +365,7 @@ fn valid_email(e: &str) -> bool {
 fn valid_phone(p: &str) -> bool {
     let digits = p.chars().filter(char::is_ascii_digit).count();
     (5..=20).contains(&digits)
-        && p
-            .chars()
+        && p.chars()
             .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')' | '.'))
 }
 
@@ -413,7 +413,10 @@ impl RegistrantInput {
                 if self.is_group {
                     errors.add("name", "is required for a group");
                 } else {
-                    errors.add("given_name", "a name, or a given or family name, is required");
+                    errors.add(
+                        "given_name",
+                        "a name, or a given or family name, is required",
+                    );
                 }
                 String::new()
             }
@@ -422,9 +425,10 @@ impl RegistrantInput {
 
         let birthdate = parse_date(&mut errors, "birthdate", &self.birthdate);
         if let Some(b) = birthdate
-            && b > today {
-                errors.add("birthdate", "cannot be in the future");
-            }
+            && b > today
+        {
+            errors.add("birthdate", "cannot be in the future");
+        }
         let registration_date =
             parse_date(&mut errors, "registration_date", &self.registration_date).unwrap_or(today);
         if registration_date > today {
@@ -432,14 +436,16 @@ impl RegistrantInput {
         }
         // A future birth date is reported once, on `birthdate`, not again here.
         if let Some(b) = birthdate.filter(|b| *b <= today)
-            && registration_date < b {
-                errors.add("registration_date", "cannot be before the birth date");
-            }
+            && registration_date < b
+        {
+            errors.add("registration_date", "cannot be before the birth date");
+        }
         let email = clean(&self.email);
         if let Some(e) = &email
-            && !valid_email(e) {
-                errors.add("email", "is not a valid e-mail address");
-            }
+            && !valid_email(e)
+        {
+            errors.add("email", "is not a valid e-mail address");
+        }
         check_len(&mut errors, "email", &email, MAX_NAME_LEN);
         let gender = clean(&self.gender);
         check_len(&mut errors, "gender", &gender, 50);
@@ -448,7 +454,12 @@ impl RegistrantInput {
         let address = clean(&self.address);
         check_len(&mut errors, "address", &address, MAX_TEXT_LEN);
         let disabled_reason = clean(&self.disabled_reason);
-        check_len(&mut errors, "disabled_reason", &disabled_reason, MAX_TEXT_LEN);
+        check_len(
+            &mut errors,
+            "disabled_reason",
+            &disabled_reason,
+            MAX_TEXT_LEN,
+        );
         let external_key = clean(&self.external_key);
         check_len(&mut errors, "external_key", &external_key, MAX_NAME_LEN);
         let group_kind = clean(&self.group_kind);
@@ -466,8 +477,11 @@ impl RegistrantInput {
                     "must be 5 to 20 digits, optionally with + - ( ) . and spaces",
                 );
             }
-            let date_collected =
-                parse_date(&mut errors, &format!("{field}.date_collected"), &p.date_collected);
+            let date_collected = parse_date(
+                &mut errors,
+                &format!("{field}.date_collected"),
+                &p.date_collected,
+            );
             phone_numbers.push(PhoneNumber {
                 phone_no: no.to_owned(),
                 date_collected,
@@ -543,7 +557,10 @@ impl RegIdInput {
         if value.is_empty() {
             errors.add("value", "is required");
         } else if value.chars().count() > MAX_ID_VALUE_LEN {
-            errors.add("value", format!("must be at most {MAX_ID_VALUE_LEN} characters"));
+            errors.add(
+                "value",
+                format!("must be at most {MAX_ID_VALUE_LEN} characters"),
+            );
         }
         let expiry_date = parse_date(&mut errors, "expiry_date", &self.expiry_date);
         let description = clean(&self.description);
@@ -566,12 +583,18 @@ impl BankAccountInput {
         if account_number.is_empty() {
             errors.add("account_number", "is required");
         }
-        check_len(&mut errors, "account_number", &Some(account_number.clone()), 64);
+        check_len(
+            &mut errors,
+            "account_number",
+            &Some(account_number.clone()),
+            64,
+        );
         let iban = clean(&self.iban).map(|s| s.replace(' ', "").to_uppercase());
         if let Some(iban) = &iban
-            && !valid_iban(iban) {
-                errors.add("iban", "is not a valid IBAN");
-            }
+            && !valid_iban(iban)
+        {
+            errors.add("iban", "is not a valid IBAN");
+        }
         let bic = clean(&self.bic).map(|s| s.to_uppercase());
         if let Some(bic) = &bic {
             let ok = (bic.len() == 8 || bic.len() == 11)
@@ -584,7 +607,12 @@ impl BankAccountInput {
         let bank_code = clean(&self.bank_code);
         check_len(&mut errors, "bank_code", &bank_code, 64);
         let account_holder_name = clean(&self.account_holder_name);
-        check_len(&mut errors, "account_holder_name", &account_holder_name, MAX_NAME_LEN);
+        check_len(
+            &mut errors,
+            "account_holder_name",
+            &account_holder_name,
+            MAX_NAME_LEN,
+        );
         errors.into_result()?;
         Ok(NewBankAccount {
             account_number,
@@ -630,9 +658,13 @@ impl IdTypeInput {
         check_len(&mut errors, "name", &Some(name.clone()), MAX_NAME_LEN);
         let validation_regex = clean(&self.validation_regex);
         if let Some(r) = &validation_regex
-            && let Err(e) = anchored_regex(r) {
-                errors.add("validation_regex", format!("is not a valid regular expression: {e}"));
-            }
+            && let Err(e) = anchored_regex(r)
+        {
+            errors.add(
+                "validation_regex",
+                format!("is not a valid regular expression: {e}"),
+            );
+        }
         errors.into_result()?;
         Ok(NewIdType {
             name,
@@ -654,9 +686,10 @@ impl MembershipInput {
         let start_date = parse_date(&mut errors, "start_date", &self.start_date);
         let end_date = parse_date(&mut errors, "end_date", &self.end_date);
         if let (Some(s), Some(e)) = (start_date, end_date)
-            && e < s {
-                errors.add("end_date", "cannot be before the start date");
-            }
+            && e < s
+        {
+            errors.add("end_date", "cannot be before the start date");
+        }
         let kinds: Vec<String> = self
             .kinds
             .iter()
@@ -801,13 +834,15 @@ mod tests {
     fn iban_checksum() {
         assert!(valid_iban("GB82WEST12345698765432"));
         assert!(!valid_iban("GB82WEST12345698765433"));
-        assert!(BankAccountInput {
-            account_number: "1".into(),
-            iban: Some("gb82 west 1234 5698 7654 32".into()),
-            ..Default::default()
-        }
-        .parse()
-        .is_ok());
+        assert!(
+            BankAccountInput {
+                account_number: "1".into(),
+                iban: Some("gb82 west 1234 5698 7654 32".into()),
+                ..Default::default()
+            }
+            .parse()
+            .is_ok()
+        );
     }
 
     #[test]

@@ -67,7 +67,10 @@ impl std::fmt::Debug for Config {
             .field("max_import_bytes", &self.max_import_bytes)
             .field("request_timeout_seconds", &self.request_timeout_seconds)
             .field("log_format", &self.log_format)
-            .field("session_secret", &self.session_secret.as_ref().map(|_| "***"))
+            .field(
+                "session_secret",
+                &self.session_secret.as_ref().map(|_| "***"),
+            )
             .field("secure_cookies", &self.secure_cookies)
             .field("run_worker", &self.run_worker)
             .field("worker_concurrency", &self.worker_concurrency)
@@ -76,7 +79,13 @@ impl std::fmt::Debug for Config {
 }
 
 /// `G2P_*` variables that are not configuration keys (tests and logging).
-const NOT_CONFIG: &[&str] = &["test_pg_url", "require_pg", "require_browser", "config", "log"];
+const NOT_CONFIG: &[&str] = &[
+    "test_pg_url",
+    "require_pg",
+    "require_browser",
+    "config",
+    "log",
+];
 
 impl Config {
     /// Every key a configuration file or `G2P_*` variable may set.
@@ -96,9 +105,9 @@ const FILE_SECRETS: &[&str] = &["SESSION_SECRET", "DATABASE_URL"];
 impl Config {
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
         let default_path = PathBuf::from("g2p.toml");
-        let path = path.map(Path::to_path_buf).or_else(|| {
-            std::env::var_os("G2P_CONFIG").map(PathBuf::from)
-        });
+        let path = path
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("G2P_CONFIG").map(PathBuf::from));
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         match &path {
             Some(p) => {
@@ -113,7 +122,9 @@ impl Config {
             if let Some(key) = name.strip_prefix("G2P_") {
                 let key = key.to_ascii_lowercase();
                 let used = known.contains(&key)
-                    || FILE_SECRETS.iter().any(|f| key == format!("{}_file", f.to_ascii_lowercase()))
+                    || FILE_SECRETS
+                        .iter()
+                        .any(|f| key == format!("{}_file", f.to_ascii_lowercase()))
                     || NOT_CONFIG.contains(&key.as_str());
                 if !used {
                     // Logging is not set up yet (it depends on this configuration).

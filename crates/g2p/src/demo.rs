@@ -26,8 +26,16 @@ const FAMILY: &[&str] = &[
     "Achieng", "Bello", "Osei", "Sesay", "Juma", "Lungu", "Cruz",
 ];
 const PLACES: &[&str] = &[
-    "Riverside", "Hilltop", "Lakeview", "Green Valley", "Market Town", "Eastfield", "Northgate",
-    "Sunrise", "Old Mill", "Palm Grove",
+    "Riverside",
+    "Hilltop",
+    "Lakeview",
+    "Green Valley",
+    "Market Town",
+    "Eastfield",
+    "Northgate",
+    "Sunrise",
+    "Old Mill",
+    "Palm Grove",
 ];
 const DISTRICTS: &[&str] = &["Central", "Northern", "Southern", "Eastern", "Western"];
 
@@ -74,7 +82,11 @@ pub async fn populate(store: &Store, individuals: usize) -> anyhow::Result<usize
         let family = g.pick(FAMILY);
         let village = g.pick(PLACES);
         let district = g.pick(DISTRICTS);
-        let address = format!("{} {} Road, {village}, {district} District", 1 + g.below(200), g.pick(PLACES));
+        let address = format!(
+            "{} {} Road, {village}, {district} District",
+            1 + g.below(200),
+            g.pick(PLACES)
+        );
         let size = (1 + g.below(7)).min(individuals - made);
         let group = RegistrantInput {
             external_key: Some(format!("demo-hh-{household}")),
@@ -93,7 +105,11 @@ pub async fn populate(store: &Store, individuals: usize) -> anyhow::Result<usize
         let group = store.create_registrant(&group, &actor).await?;
         for m in 0..size {
             let female = g.chance(52);
-            let given = if female { g.pick(GIVEN_F) } else { g.pick(GIVEN_M) };
+            let given = if female {
+                g.pick(GIVEN_F)
+            } else {
+                g.pick(GIVEN_M)
+            };
             let age_days = if m == 0 {
                 365 * (20 + g.below(50)) as i64
             } else {
@@ -137,7 +153,12 @@ pub async fn populate(store: &Store, individuals: usize) -> anyhow::Result<usize
                 Vec::new()
             };
             let email = (age_days > 365 * 18 && g.chance(25)).then(|| {
-                format!("{}.{}{}@example.org", given.to_lowercase(), family.to_lowercase(), g.below(100))
+                format!(
+                    "{}.{}{}@example.org",
+                    given.to_lowercase(),
+                    family.to_lowercase(),
+                    g.below(100)
+                )
             });
             let person = RegistrantInput {
                 external_key: Some(format!("demo-ind-{}", made + 1)),
@@ -173,7 +194,11 @@ pub async fn populate(store: &Store, individuals: usize) -> anyhow::Result<usize
                     &MembershipInput {
                         individual_id: person.registrant.id,
                         kinds: vec![kind.into()],
-                        start_date: Some(NaiveDate::from_ymd_opt(2020, 1, 1).unwrap_or(today).to_string()),
+                        start_date: Some(
+                            NaiveDate::from_ymd_opt(2020, 1, 1)
+                                .unwrap_or(today)
+                                .to_string(),
+                        ),
                         end_date: None,
                     }
                     .parse()?,

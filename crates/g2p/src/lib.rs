@@ -83,7 +83,10 @@ pub async fn run_worker(cfg: &Config) -> anyhow::Result<()> {
 impl App {
     /// Opens (and migrates) the store, binds `cfg.listen` (port 0 picks a free port) and serves
     /// until [`App::stop`].
-    pub async fn start(cfg: &Config, metrics: Option<metrics_exporter_prometheus::PrometheusHandle>) -> anyhow::Result<App> {
+    pub async fn start(
+        cfg: &Config,
+        metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    ) -> anyhow::Result<App> {
         let store = open_store(cfg).await?;
         let state = AppState::new(store.clone(), web_settings(cfg), metrics);
         let listener = TcpListener::bind(&cfg.listen)

@@ -9,11 +9,15 @@ use g2p_domain::Role;
 use g2p_store::audit::Actor;
 
 #[derive(Parser)]
-#[command(name = "g2p", version, about = "g2p: a beneficiary registry for social-protection programmes.",
+#[command(
+    name = "g2p",
+    version,
+    about = "g2p: a beneficiary registry for social-protection programmes.",
     long_about = "g2p: a beneficiary registry for social-protection programmes.\n\n\
     Configuration comes from defaults, then g2p.toml (or --config), then G2P_* environment \
     variables, e.g. G2P_DATABASE_URL=postgres://postgres@127.0.0.1/g2p. Secrets can be read \
-    from files: G2P_SESSION_SECRET_FILE, G2P_DATABASE_URL_FILE.")]
+    from files: G2P_SESSION_SECRET_FILE, G2P_DATABASE_URL_FILE."
+)]
 struct Cli {
     /// Configuration file (default: ./g2p.toml if present; also G2P_CONFIG).
     #[arg(long, global = true)]
@@ -112,7 +116,9 @@ async fn run(command: Command, mut cfg: Config) -> anyhow::Result<()> {
             store.close().await;
             println!("database {} is up to date", cfg.database_url_redacted());
         }
-        Command::Admin { command: AdminCommand::CreateKey { role, name } } => {
+        Command::Admin {
+            command: AdminCommand::CreateKey { role, name },
+        } => {
             let role = Role::parse(&role).with_context(|| {
                 format!("unknown role {role:?}: use admin, registrar, viewer or connector")
             })?;
@@ -127,7 +133,11 @@ async fn run(command: Command, mut cfg: Config) -> anyhow::Result<()> {
                 info.role, info.name, info.key_id
             );
         }
-        Command::Demo { listen, file, individuals } => {
+        Command::Demo {
+            listen,
+            file,
+            individuals,
+        } => {
             cfg.database_url = format!("sqlite://{}", file.display());
             cfg.listen = listen;
             demo::run(cfg, individuals).await?;

@@ -7,7 +7,9 @@ use tracing_subscriber::EnvFilter;
 pub fn init_logging(format: &str) {
     let filter = EnvFilter::try_from_env("G2P_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     // A second initialisation (tests, demo re-entry) is harmless: keep the first.
     let _ = if format.eq_ignore_ascii_case("json") {
         builder.json().flatten_event(true).try_init()

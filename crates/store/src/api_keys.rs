@@ -116,7 +116,11 @@ impl Store {
         // Argon2 is deliberately slow: keep it off the async executor threads.
         let ok = tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash)
-                .map(|h| Argon2::default().verify_password(secret.as_bytes(), &h).is_ok())
+                .map(|h| {
+                    Argon2::default()
+                        .verify_password(secret.as_bytes(), &h)
+                        .is_ok()
+                })
                 .unwrap_or(false)
         })
         .await
@@ -127,12 +131,14 @@ impl Store {
     pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
         const SQL: &str = "SELECT id, key_id, secret_hash, role, name, created_at, revoked_at \
             FROM api_keys ORDER BY id";
-        let rows: Vec<ApiKeyRow> = with_db!(self, read, p => sqlx::query_as(SQL).fetch_all(p).await?);
+        let rows: Vec<ApiKeyRow> =
+            with_db!(self, read, p => sqlx::query_as(SQL).fetch_all(p).await?);
         Ok(rows.iter().map(ApiKeyRow::info).collect())
     }
 
     pub async fn revoke_api_key(&self, id: i64, actor: &Actor) -> Result<()> {
-        const SQL: &str = "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL";
+        const SQL: &str =
+            "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL";
         with_db!(self, write, p => {
             let mut tx = p.begin().await?;
             let n = sqlx::query(SQL).bind(id).bind(Utc::now()).execute(&mut *tx).await?.rows_affected();

@@ -204,6 +204,9 @@ mod tests {
             super::redact_url("postgres://u:secret@h:5432/db"),
             "postgres://u:***@h:5432/db"
         );
-        assert_eq!(super::redact_url("sqlite://g2p.sqlite"), "sqlite://g2p.sqlite");
+        assert_eq!(
+            super::redact_url("sqlite://g2p.sqlite"),
+            "sqlite://g2p.sqlite"
+        );
     }
 }

@@ -131,6 +131,11 @@ pub async fn revalidate_ids_job(ctx: JobContext, payload: Value) -> Result<Value
         // Rows added while the job runs can push `checked` past the first count.
         ctx.progress(checked, total.max(checked)).await?;
     }
-    tracing::info!(job = ctx.job_id, checked, invalidated, "ID re-validation finished");
+    tracing::info!(
+        job = ctx.job_id,
+        checked,
+        invalidated,
+        "ID re-validation finished"
+    );
     Ok(json!({"checked": checked, "invalidated": invalidated}))
 }

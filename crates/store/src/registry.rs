@@ -616,7 +616,9 @@ impl Store {
         if registrant_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders: Vec<String> = (1..=registrant_ids.len()).map(|i| format!("${i}")).collect();
+        let placeholders: Vec<String> = (1..=registrant_ids.len())
+            .map(|i| format!("${i}"))
+            .collect();
         let sql = format!(
             "SELECT ri.id, ri.registrant_id, ri.id_type_id, t.name AS id_type, ri.value, \
              ri.expiry_date, ri.status, ri.description, ri.updated_at FROM reg_ids ri \

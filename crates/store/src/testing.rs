@@ -33,7 +33,15 @@ pub async fn sqlite_store() -> Store {
 pub async fn pg_database_url() -> Option<String> {
     let admin_url = std::env::var("G2P_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_owned());
     let required = std::env::var("G2P_REQUIRE_PG").is_ok_and(|v| v == "1");
-    let admin = match Store::connect(&admin_url, &ConnectOptions { max_connections: 2, ..Default::default() }).await {
+    let admin = match Store::connect(
+        &admin_url,
+        &ConnectOptions {
+            max_connections: 2,
+            ..Default::default()
+        },
+    )
+    .await
+    {
         Ok(s) => s,
         Err(e) => {
             if required {
@@ -45,7 +53,10 @@ pub async fn pg_database_url() -> Option<String> {
     };
     let name = unique_name();
     let pool = admin.pg_pool()?;
-    if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(pool).await {
+    if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(pool)
+        .await
+    {
         panic!("cannot create test database {name}: {e}");
     }
     admin.close().await;

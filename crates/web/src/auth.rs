@@ -179,7 +179,9 @@ fn bearer(parts: &Parts) -> Option<&str> {
     if let Some(v) = parts.headers.get(axum::http::header::AUTHORIZATION) {
         let v = v.to_str().ok()?;
         let (scheme, token) = v.split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then_some(token.trim());
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then_some(token.trim());
     }
     parts.headers.get("x-api-key")?.to_str().ok().map(str::trim)
 }
@@ -195,7 +197,9 @@ where
         let state = AppState::from_ref(state);
         let request_id = crate::REQUEST_ID.try_with(Clone::clone).ok();
         if let Some(key) = bearer(parts) {
-            let info = authenticate_key(&state, key).await?.ok_or(ApiError::Unauthorized)?;
+            let info = authenticate_key(&state, key)
+                .await?
+                .ok_or(ApiError::Unauthorized)?;
             return Ok(Caller {
                 key_id: info.key_id,
                 name: info.name,

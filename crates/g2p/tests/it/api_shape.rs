@@ -19,7 +19,14 @@ async fn routing_errors_use_the_json_error_shape() {
         assert_eq!(v["error"]["code"], "not_found", "{v}");
         assert_eq!(v["error"]["request_id"], rid.as_str());
 
-        let (s, v) = app.call(Method::PATCH, "/api/v1/id-types", &app.admin, Some(json!({}))).await;
+        let (s, v) = app
+            .call(
+                Method::PATCH,
+                "/api/v1/id-types",
+                &app.admin,
+                Some(json!({})),
+            )
+            .await;
         assert_eq!(s, 405);
         assert_eq!(v["error"]["code"], "method_not_allowed", "{v}");
 
@@ -40,7 +47,11 @@ async fn routing_errors_use_the_json_error_shape() {
         // An oversized body names the limit.
         let big = "x".repeat(1 << 21);
         let (s, v) = app
-            .post("/api/v1/registrants", &app.registrar, json!({"given_name": "A", "address": big}))
+            .post(
+                "/api/v1/registrants",
+                &app.registrar,
+                json!({"given_name": "A", "address": big}),
+            )
             .await;
         assert_eq!(s, 413);
         assert!(

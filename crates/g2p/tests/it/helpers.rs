@@ -134,7 +134,9 @@ impl TestApp {
 
     /// Registers an individual as the registrar and returns its id.
     pub async fn create_individual(&self, body: Value) -> i64 {
-        let (status, v) = self.post("/api/v1/registrants", &self.registrar, body).await;
+        let (status, v) = self
+            .post("/api/v1/registrants", &self.registrar, body)
+            .await;
         assert_eq!(status, 201, "create failed: {v}");
         v["id"].as_i64().expect("id")
     }

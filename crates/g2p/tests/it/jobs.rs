@@ -10,7 +10,11 @@ use crate::helpers::TestApp;
 async fn revalidation_job_marks_ids_that_break_a_new_rule() {
     for app in TestApp::all().await {
         let (s, t) = app
-            .post("/api/v1/id-types", &app.admin, json!({"name": "VOTER CARD"}))
+            .post(
+                "/api/v1/id-types",
+                &app.admin,
+                json!({"name": "VOTER CARD"}),
+            )
             .await;
         assert_eq!(s, 201, "{t}");
         let type_id = t["id"].as_i64().unwrap();
@@ -46,7 +50,9 @@ async fn revalidation_job_marks_ids_that_break_a_new_rule() {
         let report = app.drain_jobs().await;
         assert_eq!(report.succeeded, 1, "{report:?}");
 
-        let (s, job) = app.get(&format!("/api/v1/jobs/{job_id}"), &app.viewer).await;
+        let (s, job) = app
+            .get(&format!("/api/v1/jobs/{job_id}"), &app.viewer)
+            .await;
         assert_eq!(s, 200);
         assert_eq!(job["status"], "succeeded", "{job}");
         assert_eq!(job["progress_done"], 4);
@@ -56,14 +62,19 @@ async fn revalidation_job_marks_ids_that_break_a_new_rule() {
         let statuses: Vec<String> = {
             let mut v = Vec::new();
             for id in &ids {
-                let (_, r) = app.get(&format!("/api/v1/registrants/{id}"), &app.viewer).await;
+                let (_, r) = app
+                    .get(&format!("/api/v1/registrants/{id}"), &app.viewer)
+                    .await;
                 v.push(r["ids"][0]["status"].as_str().unwrap().to_owned());
             }
             v
         };
         assert_eq!(statuses, ["valid", "invalid", "valid", "invalid"]);
         let (_, audit) = app
-            .get(&format!("/api/v1/registrants/{}/audit", ids[1]), &app.viewer)
+            .get(
+                &format!("/api/v1/registrants/{}/audit", ids[1]),
+                &app.viewer,
+            )
             .await;
         assert_eq!(audit[0]["action"], "invalidate_id", "{audit}");
 
@@ -97,7 +108,11 @@ async fn cancel_and_retry_through_the_api() {
         let (_, job) = app.post(&path, &app.admin, json!({})).await;
         let id = job["id"].as_i64().unwrap();
         let (s, _) = app
-            .post(&format!("/api/v1/jobs/{id}/cancel"), &app.registrar, json!({}))
+            .post(
+                &format!("/api/v1/jobs/{id}/cancel"),
+                &app.registrar,
+                json!({}),
+            )
             .await;
         assert_eq!(s, 403);
         let (s, j) = app

@@ -29,7 +29,10 @@ pub async fn create(
     c.require_admin()?;
     let ApiJson(body) = body?;
     let t = body.parse()?;
-    Ok((StatusCode::CREATED, Json(s.store.create_id_type(&t, &c.actor()).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(s.store.create_id_type(&t, &c.actor()).await?),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/id-types/{id}", tag = "id types", operation_id = "get_id_type",

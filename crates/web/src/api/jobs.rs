@@ -43,7 +43,10 @@ pub async fn list(
     let status = match q.status.as_deref() {
         None | Some("") => None,
         Some(v) => Some(v.parse::<JobStatus>().map_err(|_| {
-            ApiError::field("status", "must be queued, running, succeeded, dead or cancelled")
+            ApiError::field(
+                "status",
+                "must be queued, running, succeeded, dead or cancelled",
+            )
         })?),
     };
     let limit = crate::api::page_limit(q.limit)?;
@@ -140,7 +143,13 @@ pub async fn revalidate(
         .enqueue(NewJob::new(REVALIDATE_IDS_JOB, json!({ "id_type_id": id })).max_attempts(3))
         .await?;
     s.store
-        .audit_event(&c.actor(), "revalidate", "id_type", Some(id), Some(json!({"job": job.id})))
+        .audit_event(
+            &c.actor(),
+            "revalidate",
+            "id_type",
+            Some(id),
+            Some(json!({"job": job.id})),
+        )
         .await?;
     Ok((StatusCode::ACCEPTED, Json(job)))
 }

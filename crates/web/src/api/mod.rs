@@ -53,13 +53,20 @@ pub fn router(state: AppState) -> axum::Router {
         ))
         .routes(routes!(registrants::list_ids, registrants::add_id))
         .routes(routes!(registrants::put_id, registrants::remove_id))
-        .routes(routes!(registrants::list_accounts, registrants::add_account))
+        .routes(routes!(
+            registrants::list_accounts,
+            registrants::add_account
+        ))
         .routes(routes!(registrants::remove_account))
         .routes(routes!(registrants::list_members, registrants::add_member))
         .routes(routes!(registrants::remove_member))
         .routes(routes!(registrants::audit))
         .routes(routes!(id_types::list, id_types::create))
-        .routes(routes!(id_types::get_one, id_types::update, id_types::delete))
+        .routes(routes!(
+            id_types::get_one,
+            id_types::update,
+            id_types::delete
+        ))
         .routes(routes!(jobs::list))
         .routes(routes!(jobs::get_one))
         .routes(routes!(jobs::retry))

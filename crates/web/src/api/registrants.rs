@@ -175,13 +175,18 @@ async fn save_fields(
         errors.add("ids", "IDs are changed through /ids");
     }
     if !input.bank_accounts.is_empty() {
-        errors.add("bank_accounts", "bank accounts are changed through /bank-accounts");
+        errors.add(
+            "bank_accounts",
+            "bank accounts are changed through /bank-accounts",
+        );
     }
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
     let new = input.parse(Utc::now().date_naive())?;
-    Ok(s.store.update_registrant(id, &new, expected, &c.actor()).await?)
+    Ok(s.store
+        .update_registrant(id, &new, expected, &c.actor())
+        .await?)
 }
 
 #[utoipa::path(put, path = "/api/v1/registrants/{id}", tag = "registrants",
@@ -198,7 +203,9 @@ pub async fn replace(
 ) -> Result<Json<Registrant>, ApiError> {
     c.require_write()?;
     let ApiJson(body) = body?;
-    Ok(Json(save_fields(&s, &c, id, body, if_match(&headers)?).await?))
+    Ok(Json(
+        save_fields(&s, &c, id, body, if_match(&headers)?).await?,
+    ))
 }
 
 #[utoipa::path(patch, path = "/api/v1/registrants/{id}", tag = "registrants",
@@ -272,8 +279,7 @@ pub async fn add_id(
     c.require_write()?;
     let ApiJson(body) = body?;
     let new = body.parse()?;
-    if s
-        .store
+    if s.store
         .list_reg_ids(id)
         .await?
         .iter()
@@ -323,7 +329,11 @@ pub async fn put_id(
     }
     .parse()?;
     let (stored, created) = s.store.upsert_reg_id(id, &new, &c.actor()).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(stored)))
 }
 
@@ -466,5 +476,7 @@ pub async fn audit(
     c.require_read()?;
     let ApiQuery(q) = q?;
     let limit = page_limit(q.limit)?;
-    Ok(Json(s.store.audit_for_registrant(id, q.before, limit).await?))
+    Ok(Json(
+        s.store.audit_for_registrant(id, q.before, limit).await?,
+    ))
 }
