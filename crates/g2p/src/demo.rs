@@ -88,13 +88,15 @@ pub async fn populate(store: &Store, individuals: usize) -> anyhow::Result<usize
             g.pick(PLACES)
         );
         let size = (1 + g.below(7)).min(individuals - made);
+        // Households were registered over the last ~2.5 years; members on the same day.
+        let registered = today - Duration::days(g.below(900) as i64);
         let group = RegistrantInput {
             external_key: Some(format!("demo-hh-{household}")),
             is_group: true,
             name: Some(format!("{family} household, {village}")),
             address: Some(address.clone()),
             group_kind: Some("household".into()),
-            registration_date: Some((today - Duration::days(g.below(900) as i64)).to_string()),
+            registration_date: Some(registered.to_string()),
             attributes: json!({"district": district, "village": village, "household_size": size})
                 .as_object()
                 .cloned()
@@ -171,7 +173,7 @@ pub async fn populate(store: &Store, individuals: usize) -> anyhow::Result<usize
                 address: Some(address.clone()),
                 phone_numbers,
                 email,
-                registration_date: Some(today.max(birthdate).to_string()),
+                registration_date: Some(registered.max(birthdate).to_string()),
                 disabled: g.chance(3),
                 attributes: json!({
                     "district": district,
