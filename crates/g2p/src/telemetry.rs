@@ -18,12 +18,17 @@ pub fn init_logging(format: &str) {
     };
 }
 
+/// Installs the process-wide Prometheus recorder once; later calls return the same handle (the
+/// tests start many applications in one process).
 pub fn init_metrics() -> Option<PrometheusHandle> {
-    match PrometheusBuilder::new().install_recorder() {
-        Ok(h) => Some(h),
-        Err(e) => {
-            tracing::warn!(error = %e, "metrics recorder not installed");
-            None
-        }
-    }
+    static HANDLE: std::sync::OnceLock<Option<PrometheusHandle>> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics recorder not installed");
+                None
+            }
+        })
+        .clone()
 }

@@ -1,5 +1,6 @@
-//! Liveness, readiness and Prometheus metrics. These are unauthenticated by design (probes and
-//! scrapers) and reveal nothing about registrants.
+//! Liveness, readiness and Prometheus metrics. The probes are unauthenticated (kubelets do not
+//! sign in) and answer only "ok"/"ready"; metrics need a key with a reading role (Prometheus
+//! sends it with `authorization: {credentials_file: …}`).
 
 use axum::Router;
 use axum::extract::State;
@@ -27,9 +28,13 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    match &s.metrics {
+async fn metrics(
+    State(s): State<AppState>,
+    c: crate::auth::Caller,
+) -> Result<impl IntoResponse, crate::ApiError> {
+    c.require_read()?;
+    Ok(match &s.metrics {
         Some(h) => (StatusCode::OK, h.render()),
         None => (StatusCode::NOT_FOUND, "metrics are disabled".to_owned()),
-    }
+    })
 }

@@ -93,13 +93,21 @@ async fn api_ops_endpoints_and_request_ids() {
         assert_eq!((r.status, r.body.clone()), (200, json!("ok")), "{b}");
         let r = send(app.client.get(app.url("/readyz"))).await;
         assert_eq!((r.status, r.body.clone()), (200, json!("ready")), "{b}");
-        // unauthenticated by design; this app runs without a metrics recorder
+        // metrics need a reading role; they count requests by route template
         let r = send(app.client.get(app.url("/metrics"))).await;
-        assert_eq!(
-            (r.status, r.body.clone()),
-            (404, json!("metrics are disabled")),
-            "{b}"
-        );
+        assert_eq!(r.status, 401, "{b}");
+        let r = send(
+            app.client
+                .get(app.url("/metrics"))
+                .bearer_auth(&app.connector),
+        )
+        .await;
+        assert_eq!(r.status, 403, "{b}");
+        let r = send(app.client.get(app.url("/metrics")).bearer_auth(&app.viewer)).await;
+        assert_eq!(r.status, 200, "{b}");
+        let text = r.body.as_str().unwrap_or_default();
+        assert!(text.contains("g2p_http_requests_total"), "{b}: {text}");
+        assert!(text.contains("route=\"/healthz\""), "{b}: {text}");
 
         // x-request-id: echoed when sane, generated otherwise, on success and on error
         let r = send(

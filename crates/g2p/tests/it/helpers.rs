@@ -47,7 +47,9 @@ impl TestApp {
             run_worker: false,
             ..Config::default()
         };
-        let app = App::start(&cfg, None).await.expect("app starts");
+        let app = App::start(&cfg, g2p::telemetry::init_metrics())
+            .await
+            .expect("app starts");
         let actor = Actor::system("test");
         let mut keys = Vec::new();
         for role in [Role::Admin, Role::Registrar, Role::Viewer, Role::Connector] {
