@@ -156,12 +156,15 @@ pub(crate) const INSERT_REGISTRANT: &str = "INSERT INTO registrants (external_ke
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
     $19, $20, $20, 1) RETURNING id";
 
-const UPDATE_REGISTRANT: &str = "UPDATE registrants SET external_key = $2, \
-    name = $3, given_name = $4, family_name = $5, addl_name = $6, gender = $7, birthdate = $8, \
-    birthdate_not_exact = $9, birth_place = $10, address = $11, phone = $12, \
-    phone_numbers = $13, email = $14, registration_date = $15, disabled = $16, \
-    disabled_reason = $17, group_kind = $18, attributes = $19, updated_at = $20, \
-    version = version + 1 WHERE id = $1 AND ($21 IS NULL OR version = $21)";
+/// Binds like [`INSERT_REGISTRANT`] after the id (`$1`), so both share
+/// `bind_registrant_fields!`; `is_group` is rewritten with the value it already has (checked by
+/// the caller).
+const UPDATE_REGISTRANT: &str = "UPDATE registrants SET external_key = $2, is_group = $3, \
+    name = $4, given_name = $5, family_name = $6, addl_name = $7, gender = $8, birthdate = $9, \
+    birthdate_not_exact = $10, birth_place = $11, address = $12, phone = $13, \
+    phone_numbers = $14, email = $15, registration_date = $16, disabled = $17, \
+    disabled_reason = $18, group_kind = $19, attributes = $20, updated_at = $21, \
+    version = version + 1 WHERE id = $1 AND ($22 IS NULL OR version = $22)";
 
 pub(crate) const INSERT_REG_ID: &str = "INSERT INTO reg_ids (registrant_id, id_type_id, value, \
     expiry_date, status, description, created_at, updated_at) \
@@ -530,24 +533,7 @@ impl Store {
         let now = Utc::now();
         with_db!(self, write, p => {
             let mut tx = p.begin().await?;
-            let q = sqlx::query(UPDATE_REGISTRANT).bind(id).bind(r.external_key.as_deref())
-                .bind(r.name.as_str())
-                .bind(r.given_name.as_deref())
-                .bind(r.family_name.as_deref())
-                .bind(r.addl_name.as_deref())
-                .bind(r.gender.as_deref())
-                .bind(r.birthdate)
-                .bind(r.birthdate_not_exact)
-                .bind(r.birth_place.as_deref())
-                .bind(r.address.as_deref())
-                .bind(r.phone.as_deref())
-                .bind(Json(&r.phone_numbers))
-                .bind(r.email.as_deref())
-                .bind(r.registration_date)
-                .bind(r.disabled)
-                .bind(r.disabled_reason.as_deref())
-                .bind(r.group_kind.as_deref())
-                .bind(Json(&r.attributes))
+            let q = bind_registrant_fields!(sqlx::query(UPDATE_REGISTRANT).bind(id), r)
                 .bind(now)
                 .bind(expected_version);
             let n = q.execute(&mut *tx).await?.rows_affected();
