@@ -5,4 +5,5 @@
 //! connector types of `g2p-connectors`, so that a wrong field name on either side is caught by
 //! tests. Each carries failure and latency knobs for the tests of other components.
 
+pub mod mts;
 pub mod odk;

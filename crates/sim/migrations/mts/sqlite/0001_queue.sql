@@ -1,0 +1,32 @@
+-- MTS simulator queue: one row per request, one per record. Written before the HTTP answer, so a
+-- restart loses nothing (MTS keeps its queue in memory, spec §5.3).
+CREATE TABLE mts_requests (
+    id            TEXT PRIMARY KEY,
+    status        TEXT NOT NULL,
+    input_type    TEXT NOT NULL,
+    output_type   TEXT NOT NULL,
+    delivery_type TEXT NOT NULL,
+    output_format TEXT NOT NULL,
+    callback_props TEXT,
+    number_total  INTEGER NOT NULL,
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL
+);
+
+CREATE TABLE mts_records (
+    request_id    TEXT NOT NULL REFERENCES mts_requests (id) ON DELETE CASCADE,
+    line_no       INTEGER NOT NULL,
+    received      TEXT NOT NULL,
+    demographics  TEXT,
+    vid           TEXT,
+    status        TEXT NOT NULL,
+    token         TEXT,
+    error_code    TEXT,
+    error_message TEXT,
+    result        TEXT,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    updated_at    TEXT NOT NULL,
+    PRIMARY KEY (request_id, line_no)
+);
+
+CREATE INDEX mts_records_status ON mts_records (status);
