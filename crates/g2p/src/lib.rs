@@ -5,6 +5,7 @@ pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod import;
+pub mod sims;
 pub mod telemetry;
 
 use std::net::SocketAddr;

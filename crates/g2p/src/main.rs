@@ -41,6 +41,16 @@ enum Command {
     Worker,
     /// Apply database migrations and exit.
     Migrate,
+    /// MOSIP Token Seeder compatible service (with the mock authenticator).
+    Mts {
+        #[command(subcommand)]
+        command: MtsCommand,
+    },
+    /// Simulators of external systems, for demos and tests.
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
     /// Administration tasks.
     Admin {
         #[command(subcommand)]
@@ -66,6 +76,18 @@ enum Command {
         #[command(subcommand)]
         command: g2p::bench::BenchCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum MtsCommand {
+    /// Serve the MTS API (/authtoken/json, csv, odk, status, file, authfields, ping).
+    Serve(g2p::sims::MtsServeArgs),
+}
+
+#[derive(Subcommand)]
+enum SimCommand {
+    /// Serve an ODK Central simulator (sessions, forms, OData submissions).
+    Odk(g2p::sims::OdkSimArgs),
 }
 
 #[derive(Subcommand)]
@@ -111,6 +133,12 @@ async fn run(command: Command, mut cfg: Config) -> anyhow::Result<()> {
             tracing::info!(database = %cfg.database_url_redacted(), "g2p worker starting");
             g2p::run_worker(&cfg).await?;
         }
+        Command::Mts {
+            command: MtsCommand::Serve(args),
+        } => g2p::sims::mts_serve(args).await?,
+        Command::Sim {
+            command: SimCommand::Odk(args),
+        } => g2p::sims::odk_sim(args).await?,
         Command::Migrate => {
             let store = g2p::open_store(&cfg).await?;
             store.close().await;
