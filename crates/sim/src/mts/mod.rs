@@ -66,7 +66,7 @@
 //! (the mock has no action message).
 //!
 //! Not yet implemented: the IDA demo-auth authenticator (§7; only the `mts-mock`
-//! authenticator exists), the `g2p mts` CLI wiring.
+//! authenticator exists). `g2p mts serve` runs this service from the command line.
 //!
 //! Known limit of the `outputFormat` bound: a program that passes the static screen but
 //! iterates combinatorially (nested `.[]` over a large record) is cut off by the wall-clock
