@@ -27,7 +27,7 @@ use sqlx::postgres::PgPoolCopyExt;
 pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 /// The search whose first page is timed.
 const SEARCH_FILTER: &str = r#"[["reg_ids.id_type","=","MOSIP VID"]]"#;
-const RESULT_PREFIX: &str = "G2P_BENCH_RESULT ";
+pub(crate) const RESULT_PREFIX: &str = "G2P_BENCH_RESULT ";
 const COPY_BUFFER: usize = 1 << 20;
 
 #[derive(clap::Subcommand, Debug)]
@@ -37,6 +37,11 @@ pub enum BenchCommand {
     /// One measured phase of `bench import`, run as a child process.
     #[command(hide = true)]
     ImportPhase(PhaseArgs),
+    /// MTS token seeder throughput with per-record and bulk callbacks, peak memory.
+    Mts(crate::bench_mts::BenchMtsArgs),
+    /// One measured phase of `bench mts`, run as a child process.
+    #[command(hide = true)]
+    MtsPhase(crate::bench_mts::MtsPhaseArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -97,6 +102,8 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             println!("{RESULT_PREFIX}{}", serde_json::to_string(&result)?);
             Ok(())
         }
+        BenchCommand::Mts(args) => crate::bench_mts::bench_mts(args).await,
+        BenchCommand::MtsPhase(args) => crate::bench_mts::phase_main(args).await,
     }
 }
 
@@ -417,6 +424,14 @@ async fn child(
         .stderr(std::process::Stdio::inherit())
         .output()
         .await?;
+    phase_result(&output, phase)
+}
+
+/// The result a child phase printed on its `RESULT_PREFIX` line.
+pub(crate) fn phase_result<T: serde::de::DeserializeOwned>(
+    output: &std::process::Output,
+    phase: &str,
+) -> anyhow::Result<T> {
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         bail!("phase {phase} failed ({}): {stdout}", output.status);
@@ -430,7 +445,7 @@ async fn child(
 }
 
 /// `url` with its database name replaced.
-fn with_database(url: &str, db: &str) -> String {
+pub(crate) fn with_database(url: &str, db: &str) -> String {
     let scheme_end = url.find("://").map(|i| i + 3).unwrap_or(0);
     let (path_start, query) = match url[scheme_end..].find('/') {
         Some(i) => {

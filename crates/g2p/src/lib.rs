@@ -2,6 +2,7 @@
 //! background work; `main`, `g2p demo` and the end-to-end tests all use it.
 
 pub mod bench;
+pub mod bench_mts;
 pub mod config;
 pub mod demo;
 pub mod import;
