@@ -7,55 +7,7 @@
 //! [`MtsService::deliveries`], the [`Authenticator`] trait and [`MockAuthenticator`] (the
 //! `mts-mock` token of spec §6.2, with [`FailureRule`]s and latency).
 //!
-//! # Deliberate divergences from MTS (spec §13 allows each; all documented here)
-//!
-//! - **Persistent queue** (§13 #4): requests and records are stored in the service's database
-//!   before the HTTP answer; workers claim records from it; on start, records a dead process
-//!   left `processing` go back to `submitted`, and requests whose records are all done are
-//!   finalised. Nothing is lost on restart.
-//! - **Concurrency**: `MtsConfig::concurrency` authentications run at the same time (MTS: one
-//!   per worker process, sequential).
-//! - **Real `responsetime`** (§13 #7): the time of the response, not of process start.
-//! - **Bounded `outputFormat`** (§13 #10): evaluated on its own thread with a large stack, a
-//!   wall-clock limit and a result-size limit, after a static screen that refuses `def`,
-//!   `recurse`, `range`, `repeat`, `while`, `until`, `limit`, `..`, `*`, `input(s)`, `env`,
-//!   `getpath`/`setpath` and number literals above 10⁶. A refused program, a runtime error or a
-//!   timeout makes that record `error` with `ATS-REQ-103` and the message of the failure, and
-//!   its result is the default `.output` object (MTS: a silent `null`). An empty jq result is
-//!   still `null`, as in MTS.
-//! - **File endpoint** (§13 #8): JSON is served as `application/json`, CSV as `text/csv`, and
-//!   requests delivered by callback can be downloaded too (MTS: 500).
-//! - **Retention** (§13 #5): finished requests are purged by completion time, after
-//!   `MtsConfig::retention` (MTS: by creation time, whatever the status).
-//! - **Size limits**: bodies above `max_request_bytes` get 413; more than `max_records`
-//!   records get 400 `ATS-REQ-102 invalid input. too many records`.
-//! - **Check order**: envelope fields are checked in the model's field order; a 400 check
-//!   stops at once (like MTS's raising validators); 422 structural errors are collected. For
-//!   csv output with callback, `callInBulk` (ATS-REQ-026) is checked before `requestFileName`
-//!   (ATS-REQ-025), in field order.
-//! - **Mapping paths**: jq paths (`a.b`, `a[0]`, `a["k"]`) are resolved by a path evaluator,
-//!   not a full jq: any other jq program in a mapping counts as absent. Numbers and booleans
-//!   among name or address parts are joined as their JSON text (MTS: 500).
-//! - **`/ping`** answers `"[<pod ordinal> - 0] pong"`.
-//! - **Callbacks** (§13 #1–#3): delivery rows are created in the transaction that finishes a
-//!   request, so callbacks are owed across restarts (at-least-once per record; a receiver must
-//!   be idempotent, as the spec already advises). Connection errors, timeouts, 408, 429 and
-//!   5xx are retried with exponential backoff and jitter up to `RetryPolicy::max_attempts`;
-//!   other 4xx are recorded and not retried; one failure does not stop the other callbacks.
-//!   A delivery that finally fails (4xx or retries exhausted) sets the request status to
-//!   `error_making_callback_request` (MTS: any exception; it ignores HTTP statuses).
-//!   [`MtsService::deliveries`] and `GET /authtoken/deliveries/{id}` (an added route) report
-//!   attempts, last HTTP status and last error per delivery (MTS exposes nothing, §13 #12).
-//! - **Odoo auth**: the login GET (with its JSON body, as MTS) has the callback timeout and its
-//!   answer is checked (non-2xx or a JSON-RPC `error` is a retryable failure); the logout URL
-//!   is built after trimming a trailing `/` (MTS strips two characters, B18).
-//! - **OAuth works** (§13 #1): the `access_token` is used as it is, never decoded as a JWT.
-//! - **ODK** (§8): calls have a timeout (`odk_timeout`), the feed is read in pages of
-//!   `odk_page_size` (`$top`) following `@odata.nextLink`, and the Central session is signed
-//!   out afterwards. A missing body answers 400 `invalid input. missing request body` (MTS:
-//!   500). Connection failures are 500 `ATS-REQ-100` with the error text, as in MTS.
-//! - **Key order**: outputs keep the key order of the jq result (the workspace enables
-//!   `serde_json/preserve_order`).
+//! Deliberate divergences from MTS are listed, with reasons, in `docs/mts-compat.md`.
 //!
 //! The queue database is SQLite by default ([`DEFAULT_DATABASE_URL`], an embedded file) or
 //! PostgreSQL (`postgres://…`; claims with `FOR UPDATE SKIP LOCKED`); migrations per dialect
