@@ -35,6 +35,10 @@ pub struct MtsServeArgs {
     /// Authentications run at the same time.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+    /// Requests whose callbacks are delivered at the same time (each request's callbacks go
+    /// out in input order).
+    #[arg(long, default_value_t = 8)]
+    pub callback_concurrency: usize,
     /// Seconds a delivered request is kept for status and download.
     #[arg(long, default_value_t = 6 * 3600)]
     pub retention_seconds: u64,
@@ -51,6 +55,9 @@ pub struct MtsServeArgs {
     /// starting with 8888 be unknown (for demos of error paths).
     #[arg(long)]
     pub mock_failures: bool,
+    /// Milliseconds the mock authenticator takes per record (to rehearse a slow IDA).
+    #[arg(long, default_value_t = 0)]
+    pub mock_latency_ms: u64,
 }
 
 pub async fn mts_serve(a: MtsServeArgs) -> anyhow::Result<()> {
@@ -70,6 +77,7 @@ pub async fn mts_serve(a: MtsServeArgs) -> anyhow::Result<()> {
         default_lang: a.default_lang,
         concurrency: a.concurrency.max(1),
         retention: Duration::from_secs(a.retention_seconds),
+        callback_concurrency: a.callback_concurrency.max(1),
         max_request_bytes: a.max_request_bytes,
         ..MtsConfig::default()
     };
@@ -79,6 +87,7 @@ pub async fn mts_serve(a: MtsServeArgs) -> anyhow::Result<()> {
     if a.mock_failures {
         auth = auth.with_default_failures();
     }
+    auth.latency = Duration::from_millis(a.mock_latency_ms);
     let svc = MtsService::start(cfg, &a.database, Arc::new(auth))
         .await
         .with_context(|| {

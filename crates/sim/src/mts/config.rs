@@ -65,6 +65,9 @@ pub struct MtsConfig {
     pub concurrency: usize,
     /// How long finished requests are kept once delivered (MTS deletes by creation time).
     pub retention: Duration,
+    /// Requests whose callbacks are delivered at the same time; within one request, callbacks
+    /// go out one after another in input order, as in MTS.
+    pub callback_concurrency: usize,
     pub callback_retry: RetryPolicy,
     /// Largest accepted request body, in bytes.
     pub max_request_bytes: usize,
@@ -98,6 +101,7 @@ impl Default for MtsConfig {
             pod_ordinal: 0,
             concurrency: 8,
             retention: Duration::from_secs(6 * 3600),
+            callback_concurrency: 8,
             callback_retry: RetryPolicy::default(),
             max_request_bytes: 64 * 1024 * 1024,
             max_records: 100_000,

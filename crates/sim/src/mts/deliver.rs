@@ -6,17 +6,21 @@
 //! up to `RetryPolicy::max_attempts`; 4xx is recorded and not retried; one failure does not
 //! stop the other callbacks. Never touches records or request processing.
 
-use std::collections::BTreeMap;
+use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::Utc;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
+use tokio::task::JoinSet;
 
 use super::MtsService;
-use super::http::{results_of, to_csv};
-use super::store::DeliveryRow;
+use super::http::to_csv;
+use super::store::{AttemptRow, DeliveryRow};
 use super::wire::{format_time, py_json};
+
+/// Attempts stored per write transaction.
+const ATTEMPT_BATCH: usize = 200;
 
 /// How one attempt ended.
 #[derive(Debug)]
@@ -29,61 +33,103 @@ enum Attempt {
 }
 
 impl MtsService {
+    /// Delivers up to `callback_concurrency` requests at once; a request's callbacks go out
+    /// one after another, in input order.
     pub(crate) async fn deliver_loop(&self) {
+        let limit = self.inner.cfg.callback_concurrency.max(1);
+        let mut running: JoinSet<()> = JoinSet::new();
+        let mut busy: HashSet<String> = HashSet::new();
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         loop {
             let notified = self.inner.deliver_wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            match self.inner.db.due_deliveries().await {
-                Ok(rows) if !rows.is_empty() => {
-                    let mut groups: BTreeMap<String, Vec<DeliveryRow>> = BTreeMap::new();
-                    for r in rows {
-                        groups.entry(r.request_id.clone()).or_default().push(r);
+            while let Ok(id) = done_rx.try_recv() {
+                busy.remove(&id);
+            }
+            while running.try_join_next().is_some() {}
+            let mut started = false;
+            if running.len() < limit {
+                match self.inner.db.due_requests(limit + busy.len()).await {
+                    Ok(ids) => {
+                        for id in ids {
+                            if running.len() >= limit {
+                                break;
+                            }
+                            if busy.insert(id.clone()) {
+                                let svc = self.clone();
+                                let done = done_tx.clone();
+                                started = true;
+                                running.spawn(async move {
+                                    svc.deliver_request(&id).await;
+                                    let _ = done.send(id);
+                                });
+                            }
+                        }
                     }
-                    for (request_id, rows) in groups {
-                        self.deliver_request(&request_id, rows).await;
-                    }
+                    Err(e) => tracing::warn!(error = %e, "mts: reading deliveries failed"),
                 }
-                Ok(_) => {
-                    tokio::select! {
-                        _ = notified => {}
-                        _ = tokio::time::sleep(self.inner.cfg.poll_interval) => {}
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "mts: reading deliveries failed");
-                    tokio::time::sleep(self.inner.cfg.poll_interval).await;
-                }
+            }
+            if started {
+                continue;
+            }
+            tokio::select! {
+                _ = notified => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+                _ = tokio::time::sleep(self.inner.cfg.poll_interval) => {}
             }
         }
     }
 
-    async fn deliver_request(&self, request_id: &str, rows: Vec<DeliveryRow>) {
+    async fn deliver_request(&self, request_id: &str) {
         let db = &self.inner.db;
-        let (req, records) = match (db.request(request_id).await, db.records(request_id).await) {
-            (Ok(Some(req)), Ok(records)) => (req, records),
-            (Ok(None), _) => return,
-            (Err(e), _) | (_, Err(e)) => {
+        let loaded = async {
+            let Some(req) = db.request(request_id).await? else {
+                return Ok(None);
+            };
+            let rows = db.pending_deliveries(request_id).await?;
+            let results = db.results(request_id).await?;
+            Ok::<_, sqlx::Error>(Some((req, rows, results)))
+        };
+        let (req, rows, results) = match loaded.await {
+            Ok(Some(x)) => x,
+            Ok(None) => return,
+            Err(e) => {
                 tracing::warn!(error = %e, "mts: loading a request for delivery failed");
                 return;
             }
         };
+        if rows.is_empty() {
+            return;
+        }
         let props: Value = req
             .callback_props
             .as_deref()
             .and_then(|p| serde_json::from_str(p).ok())
             .unwrap_or(Value::Null);
-        let results = results_of(&records);
+        let results: Vec<Value> = results
+            .iter()
+            .map(|r| {
+                r.as_deref()
+                    .and_then(|t| serde_json::from_str(t).ok())
+                    .unwrap_or(Value::Null)
+            })
+            .collect();
         let timeout = Duration::from_secs(props["timeoutSeconds"].as_u64().unwrap_or(10).max(1));
-        let client = match reqwest::Client::builder().cookie_store(true).build() {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "mts: building the callback client failed");
-                return;
+        let client = if props["authType"] == "odoo" {
+            match reqwest::Client::builder().cookie_store(true).build() {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "mts: building the callback client failed");
+                    return;
+                }
             }
+        } else {
+            self.inner.http.clone()
         };
         let auth = authenticate(&client, &props, timeout).await;
         let mut any_failed = false;
+        let mut attempts = Vec::with_capacity(rows.len().min(ATTEMPT_BATCH));
         for row in &rows {
             let attempt = match &auth {
                 Err(e) => Attempt::Retry(None, e.clone()),
@@ -100,8 +146,16 @@ impl MtsService {
                     .await
                 }
             };
-            any_failed |= self.record(row, attempt).await;
+            let a = self.attempt_row(row, attempt);
+            any_failed |= a.status == "failed";
+            attempts.push(a);
+            // Stored in batches: one write transaction per batch, and a crash repeats at most
+            // one batch of callbacks (delivery is at-least-once).
+            if attempts.len() >= ATTEMPT_BATCH {
+                self.store_attempts(&mut attempts).await;
+            }
         }
+        self.store_attempts(&mut attempts).await;
         if auth.is_ok() && props["authType"] == "odoo" {
             logout(&client, &props, timeout).await;
         }
@@ -117,8 +171,18 @@ impl MtsService {
         }
     }
 
-    /// Stores an attempt; returns whether the delivery is now finally `failed`.
-    async fn record(&self, row: &DeliveryRow, attempt: Attempt) -> bool {
+    async fn store_attempts(&self, attempts: &mut Vec<AttemptRow>) {
+        if attempts.is_empty() {
+            return;
+        }
+        if let Err(e) = self.inner.db.record_attempts(attempts).await {
+            tracing::warn!(error = %e, "mts: recording deliveries failed");
+        }
+        attempts.clear();
+    }
+
+    /// What to store for an attempt: `delivered`, `failed`, or `pending` with a backoff.
+    fn attempt_row(&self, row: &DeliveryRow, attempt: Attempt) -> AttemptRow {
         let policy = &self.inner.cfg.callback_retry;
         let attempts = row.attempts as u32 + 1;
         let now = Utc::now();
@@ -143,21 +207,13 @@ impl MtsService {
             tracing::info!(request = %row.request_id, line = ?row.line_no, attempts, status, error = %e,
                 "mts: callback attempt failed");
         }
-        if let Err(e) = self
-            .inner
-            .db
-            .record_attempt(
-                row.id,
-                status,
-                &format_time(next),
-                code.map(i64::from),
-                err.as_deref(),
-            )
-            .await
-        {
-            tracing::warn!(error = %e, "mts: recording a delivery failed");
+        AttemptRow {
+            id: row.id,
+            status,
+            next_attempt_at: format_time(next),
+            last_status: code.map(i64::from),
+            last_error: err,
         }
-        status == "failed"
     }
 }
 

@@ -38,6 +38,7 @@ mod wire;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -50,6 +51,10 @@ pub use wire::{ApiError, format_time, valid_requesttime};
 
 pub use store::DeliveryRow as Delivery;
 use store::{Db, RecordRow, status};
+
+/// Records a worker claims at once: one claim and one store transaction, and one jq run per
+/// request, for the whole batch.
+const CLAIM_BATCH: usize = 256;
 
 /// The axum router of spec §1 for `svc` (same as [`MtsService::router`]).
 pub fn router(svc: MtsService) -> axum::Router {
@@ -76,7 +81,12 @@ struct Inner {
     db: Db,
     auth: Arc<dyn Authenticator>,
     wake: Notify,
+    /// One permit per authentication allowed to run at once (`MtsConfig::concurrency`).
+    auth_slots: tokio::sync::Semaphore,
     deliver_wake: Notify,
+    /// Callback client shared by every request without a session (`odoo` needs a cookie jar
+    /// of its own): one connection pool, and trust roots loaded once.
+    http: reqwest::Client,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     servers: Mutex<Vec<tokio::task::AbortHandle>>,
 }
@@ -88,6 +98,8 @@ pub enum StartError {
     Database(#[from] sqlx::Error),
     #[error("mts listener: {0}")]
     Io(#[from] std::io::Error),
+    #[error("mts callback client: {0}")]
+    Http(#[from] reqwest::Error),
 }
 
 impl MtsService {
@@ -108,20 +120,24 @@ impl MtsService {
                 "mts: re-queued records left processing by a previous run"
             );
         }
+        let workers = 2 + cfg.concurrency / CLAIM_BATCH;
         let svc = Self {
             inner: Arc::new(Inner {
+                auth_slots: tokio::sync::Semaphore::new(cfg.concurrency.max(1)),
                 cfg,
                 db,
                 auth,
                 wake: Notify::new(),
                 deliver_wake: Notify::new(),
+                http: reqwest::Client::builder().build()?,
                 tasks: Mutex::new(Vec::new()),
                 servers: Mutex::new(Vec::new()),
             }),
         };
         svc.finish_ready().await;
         let mut handles = Vec::new();
-        for _ in 0..svc.inner.cfg.concurrency.max(1) {
+        // Two workers keep the pipeline full: one authenticates while the other stores.
+        for _ in 0..workers {
             let s = svc.clone();
             handles.push(tokio::spawn(async move { s.work().await }));
         }
@@ -199,8 +215,12 @@ impl MtsService {
             let notified = self.inner.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            match self.inner.db.claim().await {
-                Ok(Some(rec)) => self.process(rec).await,
+            match self.inner.db.claim_batch(CLAIM_BATCH).await {
+                Ok(Some(rows)) => {
+                    if !rows.is_empty() {
+                        self.process_batch(rows).await;
+                    }
+                }
                 Ok(None) => {
                     tokio::select! {
                         _ = notified => {}
@@ -215,67 +235,129 @@ impl MtsService {
         }
     }
 
-    /// Authenticates one claimed record, formats its result and stores both.
-    async fn process(&self, rec: RecordRow) {
-        let demographics = rec
-            .demographics
-            .as_deref()
-            .and_then(|d| serde_json::from_str(d).ok())
-            .unwrap_or(Value::Null);
-        let vid = rec.vid.clone().unwrap_or_default();
-        let req = AuthRequest {
-            vid: vid.clone(),
-            demographics,
-        };
-        let outcome = self.inner.auth.authenticate(&req).await;
-        let (mut st, token, mut code, mut message) = match outcome {
-            AuthOutcome::Token(t) => (status::PROCESSED, Some(t), None, None),
-            AuthOutcome::Failed { code, message } => (status::ERROR, None, Some(code), message),
-        };
-        let program = match self.inner.db.request(&rec.request_id).await {
-            Ok(Some(r)) => r.output_format,
-            Ok(None) => return, // purged meanwhile
-            Err(e) => {
-                tracing::warn!(error = %e, "mts: request lookup failed");
-                String::new()
+    /// Authenticates a batch of claimed records (at most `concurrency` at a time across the
+    /// service), formats their results with one jq run per request, and stores everything
+    /// in one transaction.
+    async fn process_batch(&self, rows: Vec<RecordRow>) {
+        let requests: Vec<AuthRequest> = rows
+            .iter()
+            .map(|rec| AuthRequest {
+                vid: rec.vid.clone().unwrap_or_default(),
+                demographics: rec
+                    .demographics
+                    .as_deref()
+                    .and_then(|d| serde_json::from_str(d).ok())
+                    .unwrap_or(Value::Null),
+            })
+            .collect();
+        let inner = &self.inner;
+        let outcomes: Vec<AuthOutcome> = futures::stream::iter(requests)
+            .map(|req| async move {
+                // The semaphore is never closed; were it, the call would just run unbounded.
+                let _slot = inner.auth_slots.acquire().await.ok();
+                inner.auth.authenticate(&req).await
+            })
+            .buffered(CLAIM_BATCH)
+            .collect()
+            .await;
+        let mut stored = Vec::with_capacity(rows.len());
+        let mut i = 0;
+        // Rows come sorted by request: each run of one request is formatted together.
+        while i < rows.len() {
+            let request_id = &rows[i].request_id;
+            let end = rows[i..]
+                .iter()
+                .position(|r| &r.request_id != request_id)
+                .map_or(rows.len(), |n| i + n);
+            let program = match self.inner.db.request(request_id).await {
+                Ok(Some(r)) => Some(r.output_format),
+                Ok(None) => None, // purged meanwhile
+                Err(e) => {
+                    tracing::warn!(error = %e, "mts: request lookup failed");
+                    Some(String::new())
+                }
+            };
+            if let Some(program) = program {
+                self.format_run(&program, &rows[i..end], &outcomes[i..end], &mut stored)
+                    .await;
             }
-        };
-        let received: Value = serde_json::from_str(&rec.received).unwrap_or(Value::Null);
-        let out = json!({"vid": vid, "status": st, "token": token, "errorCode": code,
-                         "errorMessage": message});
-        let input = json!({"input": received, "output": out});
-        let res = output::format_batch(&program, vec![input], self.inner.cfg.jq_timeout)
-            .await
-            .pop()
-            .unwrap_or(Ok(None));
-        let result = match res {
-            Err(e) => {
-                st = status::ERROR;
-                code = Some("ATS-REQ-103".into());
-                message = Some(e);
-                json!({"vid": vid, "status": st, "token": token, "errorCode": code,
-                       "errorMessage": message})
-                .to_string()
+            i = end;
+        }
+        match self.inner.db.complete_batch(&stored).await {
+            Ok(done) => {
+                for id in done {
+                    self.on_finished(&id).await;
+                }
             }
-            ok => http::result_text(ok, &Value::Null),
-        };
-        match self
-            .inner
-            .db
-            .complete(
-                &rec.request_id,
-                rec.line_no,
-                st,
-                token.as_deref(),
-                code.as_deref(),
-                message.as_deref(),
-                Some(&result),
-            )
-            .await
+            Err(e) => tracing::warn!(error = %e, "mts: storing results failed"),
+        }
+    }
+
+    /// Evaluates `program` over `{input, output}` for each record of one request and appends
+    /// the outcomes to `stored`. A failing evaluation turns the record into `ATS-REQ-103`.
+    async fn format_run(
+        &self,
+        program: &str,
+        rows: &[RecordRow],
+        outcomes: &[AuthOutcome],
+        stored: &mut Vec<store::Outcome>,
+    ) {
+        let parts: Vec<(&'static str, Option<String>, Option<String>, Option<String>, Value)> =
+            rows.iter()
+                .zip(outcomes)
+                .map(|(rec, outcome)| {
+                    let vid = rec.vid.clone().unwrap_or_default();
+                    let (st, token, code, message) = match outcome {
+                        AuthOutcome::Token(t) => (status::PROCESSED, Some(t.clone()), None, None),
+                        AuthOutcome::Failed { code, message } => {
+                            (status::ERROR, None, Some(code.clone()), message.clone())
+                        }
+                    };
+                    let out = json!({"vid": vid, "status": st, "token": token,
+                                     "errorCode": code, "errorMessage": message});
+                    (st, token, code, message, out)
+                })
+                .collect();
+        let inputs = rows
+            .iter()
+            .zip(&parts)
+            .map(|(rec, p)| {
+                let received: Value = serde_json::from_str(&rec.received).unwrap_or(Value::Null);
+                json!({"input": received, "output": p.4})
+            })
+            .collect();
+        let formatted = output::format_batch(program, inputs, self.inner.cfg.jq_timeout).await;
+        for ((rec, (st, token, code, message, _)), res) in
+            rows.iter().zip(parts).zip(formatted)
         {
-            Ok(true) => self.on_finished(&rec.request_id).await,
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "mts: storing a result failed"),
+            let vid = rec.vid.clone().unwrap_or_default();
+            let o = match res {
+                Err(e) => {
+                    let code = Some("ATS-REQ-103".to_owned());
+                    let result = json!({"vid": vid, "status": status::ERROR, "token": token,
+                                        "errorCode": code, "errorMessage": e})
+                    .to_string();
+                    store::Outcome {
+                        request_id: rec.request_id.clone(),
+                        line_no: rec.line_no,
+                        status: status::ERROR,
+                        token,
+                        error_code: code,
+                        error_message: Some(e),
+                        result,
+                    }
+                }
+                ok => store::Outcome {
+                    request_id: rec.request_id.clone(),
+                    line_no: rec.line_no,
+                    status: st,
+                    token,
+                    error_code: code,
+                    error_message: message,
+                    result: http::result_text(ok, &Value::Null),
+                },
+            };
+            stored.push(o);
         }
     }
 

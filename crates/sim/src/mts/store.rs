@@ -125,14 +125,11 @@ macro_rules! lock_request {
     };
 }
 
-/// Moves a request whose records are all done to its final status, and queues its callbacks
-/// in the same transaction. Only one caller wins. Evaluates to whether this call finished it.
+/// Moves a request whose records are all done to its final status (`failed`: its invalid and
+/// error records), and queues its callbacks in the same transaction. Only one caller wins.
+/// Evaluates to whether this call finished it.
 macro_rules! finalize {
-    ($tx:ident, $request_id:expr) => {{
-        const COUNTS: &str = "SELECT \
-            COALESCE(SUM(CASE WHEN status IN ('submitted', 'processing') THEN 1 ELSE 0 END), 0), \
-            COALESCE(SUM(CASE WHEN status IN ('invalid', 'error') THEN 1 ELSE 0 END), 0) \
-            FROM mts_records WHERE request_id = $1";
+    ($tx:ident, $request_id:expr, $failed:expr) => {{
         const SET: &str = "UPDATE mts_requests SET status = $2, updated_at = $3 WHERE id = $1 \
             AND status IN ('submitted', 'submitted_with_errors', 'processing')";
         const CURRENT: &str =
@@ -145,18 +142,11 @@ macro_rules! finalize {
             next_attempt_at, updated_at) SELECT request_id, line_no, 'pending', $2, $2 \
             FROM mts_records WHERE request_id = $1 ORDER BY line_no";
         let request_id: &str = $request_id;
-        let (pending, failed): (i64, i64) = sqlx::query_as(COUNTS)
+        let failed: i64 = $failed;
+        let current: Option<(String, String, Option<String>)> = sqlx::query_as(CURRENT)
             .bind(request_id)
-            .fetch_one(&mut *$tx)
+            .fetch_optional(&mut *$tx)
             .await?;
-        let current: Option<(String, String, Option<String>)> = if pending > 0 {
-            None
-        } else {
-            sqlx::query_as(CURRENT)
-                .bind(request_id)
-                .fetch_optional(&mut *$tx)
-                .await?
-        };
         match current {
             None => false,
             Some((current, delivery, props)) => {
@@ -190,6 +180,18 @@ macro_rules! finalize {
             }
         }
     }};
+}
+
+/// The outcome of one claimed record, stored by [`Db::complete_batch`].
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub request_id: String,
+    pub line_no: i64,
+    pub status: &'static str,
+    pub token: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub result: String,
 }
 
 impl Db {
@@ -256,9 +258,18 @@ impl Db {
         records: &[NewRecord],
     ) -> Result<(), sqlx::Error> {
         const INSERT_REQ: &str = "INSERT INTO mts_requests (id, status, input_type, output_type, \
-            delivery_type, output_format, callback_props, number_total, created_at, updated_at) \
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)";
+            delivery_type, output_format, callback_props, number_total, number_pending, \
+            number_failed, created_at, updated_at) \
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)";
         let t = now();
+        let pending = records
+            .iter()
+            .filter(|r| r.status == status::SUBMITTED)
+            .count() as i64;
+        let failed = records
+            .iter()
+            .filter(|r| r.status == status::INVALID || r.status == status::ERROR)
+            .count() as i64;
         with_pool!(self, write, pool, D => {
             let mut tx = pool.begin().await?;
             sqlx::query(INSERT_REQ)
@@ -270,6 +281,8 @@ impl Db {
                 .bind(&req.output_format)
                 .bind(&req.callback_props)
                 .bind(req.number_total)
+                .bind(pending)
+                .bind(failed)
                 .bind(&t)
                 .execute(&mut *tx)
                 .await?;
@@ -311,68 +324,105 @@ impl Db {
         with_pool!(self, read, pool, D => sqlx::query_as(SQL).bind(id).fetch_all(pool).await)
     }
 
-    /// Claims the oldest waiting record and marks it (and its request) `processing`. SQLite:
-    /// the single writer connection makes the claim exclusive; PostgreSQL: `FOR UPDATE SKIP
-    /// LOCKED`.
-    pub async fn claim(&self) -> Result<Option<RecordRow>, sqlx::Error> {
-        const CLAIM_SQLITE: &str = "UPDATE mts_records SET status = 'processing', \
-            attempts = attempts + 1, updated_at = $1 WHERE rowid = (SELECT rowid FROM mts_records \
-            WHERE status = 'submitted' ORDER BY rowid LIMIT 1) \
-            RETURNING request_id, line_no, received, demographics, vid, result";
-        const CLAIM_PG: &str = "UPDATE mts_records SET status = 'processing', \
-            attempts = attempts + 1, updated_at = $1 WHERE seq = (SELECT seq FROM mts_records \
-            WHERE status = 'submitted' ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED) \
-            RETURNING request_id, line_no, received, demographics, vid, result";
-        const MARK: &str = "UPDATE mts_requests SET status = 'processing', updated_at = $2 \
-            WHERE id = $1 AND status = 'submitted'";
-        let claim = if self.is_pg() { CLAIM_PG } else { CLAIM_SQLITE };
-        let t = now();
+    /// Claims the next `limit` lines of the oldest request with lines not yet handed out,
+    /// marks the request `processing`, and returns the lines' waiting records (invalid ones
+    /// are already done). One request row is written per claim, no record row: a record is
+    /// written once, when its result is stored. `None` when there is nothing to claim.
+    pub async fn claim_batch(&self, limit: usize) -> Result<Option<Vec<RecordRow>>, sqlx::Error> {
+        const NEXT_SQLITE: &str = "SELECT id, claimed_upto FROM mts_requests \
+            WHERE claimed_upto < number_total AND status IN ('submitted', \
+            'submitted_with_errors', 'processing') ORDER BY created_at, id LIMIT 1";
+        // Waits for a worker storing results of the same request (it holds the row) rather
+        // than skipping: skipping would leave the other worker idle on a one-request queue.
+        const NEXT_PG: &str = "SELECT id, claimed_upto FROM mts_requests \
+            WHERE claimed_upto < number_total AND status IN ('submitted', \
+            'submitted_with_errors', 'processing') ORDER BY created_at, id LIMIT 1 FOR UPDATE";
+        const TAKE: &str = "UPDATE mts_requests SET claimed_upto = $2, updated_at = $3, \
+            status = CASE WHEN status = 'submitted' THEN 'processing' ELSE status END \
+            WHERE id = $1";
+        const RECORDS: &str = "SELECT request_id, line_no, received, demographics, vid, result \
+            FROM mts_records WHERE request_id = $1 AND line_no > $2 AND line_no <= $3 \
+            AND status = 'submitted' ORDER BY line_no";
+        let next = if self.is_pg() { NEXT_PG } else { NEXT_SQLITE };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         with_pool!(self, write, pool, D => {
             let mut tx = pool.begin().await?;
-            let row: Option<RecordRow> =
-                sqlx::query_as(claim).bind(&t).fetch_optional(&mut *tx).await?;
-            if let Some(r) = &row {
-                sqlx::query(MARK).bind(&r.request_id).bind(&t).execute(&mut *tx).await?;
-            }
+            let Some((id, from)): Option<(String, i64)> =
+                sqlx::query_as(next).fetch_optional(&mut *tx).await?
+            else {
+                return Ok(None);
+            };
+            let upto = from.saturating_add(limit);
+            sqlx::query(TAKE).bind(&id).bind(upto).bind(now()).execute(&mut *tx).await?;
+            let rows: Vec<RecordRow> = sqlx::query_as(RECORDS)
+                .bind(&id)
+                .bind(from)
+                .bind(upto)
+                .fetch_all(&mut *tx)
+                .await?;
             tx.commit().await?;
-            Ok(row)
+            Ok(Some(rows))
         })
     }
 
-    /// Stores the outcome of one record; returns whether that finished its request, in which
-    /// case the request status has moved to `processed` or `processed_with_errors`.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn complete(
-        &self,
-        request_id: &str,
-        line_no: i64,
-        status: &str,
-        token: Option<&str>,
-        error_code: Option<&str>,
-        error_message: Option<&str>,
-        result: Option<&str>,
-    ) -> Result<bool, sqlx::Error> {
-        const DONE: &str = "UPDATE mts_records SET status = $3, token = $4, error_code = $5, \
-            error_message = $6, result = $7, updated_at = $8 \
-            WHERE request_id = $1 AND line_no = $2 AND status = 'processing'";
-        let pg = self.is_pg();
+    /// Stores the outcomes of claimed records in one transaction, keeps the request counters,
+    /// and finishes the requests that have nothing left; returns the ids of those.
+    pub async fn complete_batch(&self, outcomes: &[Outcome]) -> Result<Vec<String>, sqlx::Error> {
+        // A CTE gives the VALUES columns names on both backends.
+        const HEAD: &str = "WITH v (rid, lno, st, tok, code, msg, res, t) AS (";
+        const TAIL: &str = ") UPDATE mts_records SET status = v.st, token = v.tok, \
+            error_code = v.code, error_message = v.msg, result = v.res, updated_at = v.t \
+            FROM v WHERE mts_records.request_id = v.rid AND mts_records.line_no = v.lno \
+            AND mts_records.status = 'submitted' RETURNING request_id, status";
+        const COUNT: &str = "UPDATE mts_requests SET number_pending = number_pending - $2, \
+            number_failed = number_failed + $3 WHERE id = $1 \
+            RETURNING number_pending, number_failed";
+        let t = now();
         with_pool!(self, write, pool, D => {
             let mut tx = pool.begin().await?;
-            if pg {
-                lock_request!(tx, request_id);
+            // (request, stored, failed), in first-seen order.
+            let mut per_request: Vec<(String, i64, i64)> = Vec::new();
+            for chunk in outcomes.chunks(500) {
+                let mut qb = sqlx::QueryBuilder::<D>::new(HEAD);
+                qb.push_values(chunk, |mut b, o| {
+                    b.push_bind(&o.request_id)
+                        .push_bind(o.line_no)
+                        .push_bind(o.status)
+                        .push_bind(&o.token)
+                        .push_bind(&o.error_code)
+                        .push_bind(&o.error_message)
+                        .push_bind(&o.result)
+                        .push_bind(&t);
+                });
+                qb.push(TAIL);
+                let stored: Vec<(String, String)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                for (rid, st) in stored {
+                    let failed = i64::from(st == status::ERROR || st == status::INVALID);
+                    match per_request.iter_mut().find(|(r, _, _)| *r == rid) {
+                        Some(e) => {
+                            e.1 += 1;
+                            e.2 += failed;
+                        }
+                        None => per_request.push((rid, 1, failed)),
+                    }
+                }
             }
-            sqlx::query(DONE)
-                .bind(request_id)
-                .bind(line_no)
-                .bind(status)
-                .bind(token)
-                .bind(error_code)
-                .bind(error_message)
-                .bind(result)
-                .bind(now())
-                .execute(&mut *tx)
-                .await?;
-            let done = finalize!(tx, request_id);
+            let mut done = Vec::new();
+            for (rid, stored, failed) in per_request {
+                // The row lock taken here also serialises two PostgreSQL workers finishing the
+                // last records of one request: exactly one sees the counter reach zero.
+                let left: Option<(i64, i64)> = sqlx::query_as(COUNT)
+                    .bind(&rid)
+                    .bind(stored)
+                    .bind(failed)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if let Some((0, failed)) = left
+                    && finalize!(tx, &rid, failed)
+                {
+                    done.push(rid);
+                }
+            }
             tx.commit().await?;
             Ok(done)
         })
@@ -383,7 +433,11 @@ impl Db {
     pub async fn finalize_ready(&self) -> Result<Vec<String>, sqlx::Error> {
         const READY: &str = "SELECT id FROM mts_requests r WHERE status IN \
             ('submitted', 'submitted_with_errors', 'processing') AND NOT EXISTS (SELECT 1 FROM \
-            mts_records d WHERE d.request_id = r.id AND d.status IN ('submitted', 'processing'))";
+            mts_records d WHERE d.request_id = r.id AND d.status = 'submitted')";
+        const FAILED: &str = "SELECT COUNT(*) FROM mts_records \
+            WHERE request_id = $1 AND status IN ('invalid', 'error')";
+        const RESET: &str =
+            "UPDATE mts_requests SET number_pending = 0, number_failed = $2 WHERE id = $1";
         let pg = self.is_pg();
         with_pool!(self, write, pool, D => {
             let mut tx = pool.begin().await?;
@@ -393,7 +447,10 @@ impl Db {
                 if pg {
                     lock_request!(tx, &id);
                 }
-                if finalize!(tx, &id) {
+                // The counters are re-derived here, where the records are the truth.
+                let (failed,): (i64,) = sqlx::query_as(FAILED).bind(&id).fetch_one(&mut *tx).await?;
+                sqlx::query(RESET).bind(&id).bind(failed).execute(&mut *tx).await?;
+                if finalize!(tx, &id, failed) {
                     done.push(id);
                 }
             }
@@ -402,12 +459,16 @@ impl Db {
         })
     }
 
-    /// On start: records a dead process left `processing` go back to the queue.
+    /// On start: lines a dead process had claimed but not finished go back to the queue (the
+    /// claim mark moves back to the first record still waiting). Returns the requests moved.
     pub async fn requeue_abandoned(&self) -> Result<u64, sqlx::Error> {
-        const SQL: &str = "UPDATE mts_records SET status = 'submitted', updated_at = $1 \
-            WHERE status = 'processing'";
+        const SQL: &str = "UPDATE mts_requests SET claimed_upto = COALESCE((SELECT \
+            MIN(d.line_no) - 1 FROM mts_records d WHERE d.request_id = mts_requests.id \
+            AND d.status = 'submitted'), number_total) \
+            WHERE claimed_upto > 0 AND status IN ('submitted', 'submitted_with_errors', \
+            'processing')";
         with_pool!(self, write, pool, D => {
-            Ok(sqlx::query(SQL).bind(now()).execute(pool).await?.rows_affected())
+            Ok(sqlx::query(SQL).execute(pool).await?.rows_affected())
         })
     }
 
@@ -436,16 +497,50 @@ pub struct DeliveryRow {
     pub last_error: Option<String>,
 }
 
+/// One attempt at a delivery, as [`Db::record_attempts`] stores it.
+#[derive(Debug, Clone)]
+pub struct AttemptRow {
+    pub id: i64,
+    pub status: &'static str,
+    pub next_attempt_at: String,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+}
+
 impl Db {
-    /// Every pending delivery of the requests that have one due now, grouped by request, in
-    /// input order: a request's callbacks are attempted together, so they keep input order
-    /// on retries too.
-    pub async fn due_deliveries(&self) -> Result<Vec<DeliveryRow>, sqlx::Error> {
+    /// Up to `limit` requests with a callback due now, those waiting longest first.
+    pub async fn due_requests(&self, limit: usize) -> Result<Vec<String>, sqlx::Error> {
+        const SQL: &str = "SELECT request_id FROM mts_deliveries WHERE status = 'pending' \
+            AND next_attempt_at <= $1 GROUP BY request_id ORDER BY MIN(id) LIMIT $2";
+        with_pool!(self, read, pool, D => {
+            let rows: Vec<(String,)> =
+                sqlx::query_as(SQL).bind(now()).bind(limit as i64).fetch_all(pool).await?;
+            Ok(rows.into_iter().map(|(r,)| r).collect())
+        })
+    }
+
+    /// A request's pending deliveries in input order: they are attempted together, so they
+    /// keep input order on retries too.
+    pub async fn pending_deliveries(
+        &self,
+        request_id: &str,
+    ) -> Result<Vec<DeliveryRow>, sqlx::Error> {
         const SQL: &str = "SELECT id, request_id, line_no, status, attempts, last_status, \
-            last_error FROM mts_deliveries WHERE status = 'pending' AND request_id IN \
-            (SELECT request_id FROM mts_deliveries WHERE status = 'pending' \
-            AND next_attempt_at <= $1) ORDER BY request_id, line_no";
-        with_pool!(self, read, pool, D => sqlx::query_as(SQL).bind(now()).fetch_all(pool).await)
+            last_error FROM mts_deliveries WHERE request_id = $1 AND status = 'pending' \
+            ORDER BY line_no";
+        with_pool!(self, read, pool, D => {
+            sqlx::query_as(SQL).bind(request_id).fetch_all(pool).await
+        })
+    }
+
+    /// The `outputFormat` results of a request, in input order.
+    pub async fn results(&self, request_id: &str) -> Result<Vec<Option<String>>, sqlx::Error> {
+        const SQL: &str = "SELECT result FROM mts_records WHERE request_id = $1 ORDER BY line_no";
+        with_pool!(self, read, pool, D => {
+            let rows: Vec<(Option<String>,)> =
+                sqlx::query_as(SQL).bind(request_id).fetch_all(pool).await?;
+            Ok(rows.into_iter().map(|(r,)| r).collect())
+        })
     }
 
     pub async fn deliveries(&self, request_id: &str) -> Result<Vec<DeliveryRow>, sqlx::Error> {
@@ -456,29 +551,26 @@ impl Db {
         })
     }
 
-    /// Records an attempt: `status` is `pending` (retry at `next_attempt_at`), `delivered` or
-    /// `failed`.
-    pub async fn record_attempt(
-        &self,
-        id: i64,
-        status: &str,
-        next_attempt_at: &str,
-        last_status: Option<i64>,
-        last_error: Option<&str>,
-    ) -> Result<(), sqlx::Error> {
+    /// Records attempts in one transaction: each `status` is `pending` (retry at
+    /// `next_attempt_at`), `delivered` or `failed`.
+    pub async fn record_attempts(&self, attempts: &[AttemptRow]) -> Result<(), sqlx::Error> {
         const SQL: &str = "UPDATE mts_deliveries SET status = $2, attempts = attempts + 1, \
             next_attempt_at = $3, last_status = $4, last_error = $5, updated_at = $6 WHERE id = $1";
+        let t = now();
         with_pool!(self, write, pool, D => {
-            sqlx::query(SQL)
-                .bind(id)
-                .bind(status)
-                .bind(next_attempt_at)
-                .bind(last_status)
-                .bind(last_error)
-                .bind(now())
-                .execute(pool)
-                .await?;
-            Ok(())
+            let mut tx = pool.begin().await?;
+            for a in attempts {
+                sqlx::query(SQL)
+                    .bind(a.id)
+                    .bind(a.status)
+                    .bind(&a.next_attempt_at)
+                    .bind(a.last_status)
+                    .bind(&a.last_error)
+                    .bind(&t)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await
         })
     }
 
