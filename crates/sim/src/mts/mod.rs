@@ -302,22 +302,28 @@ impl MtsService {
         outcomes: &[AuthOutcome],
         stored: &mut Vec<store::Outcome>,
     ) {
-        let parts: Vec<(&'static str, Option<String>, Option<String>, Option<String>, Value)> =
-            rows.iter()
-                .zip(outcomes)
-                .map(|(rec, outcome)| {
-                    let vid = rec.vid.clone().unwrap_or_default();
-                    let (st, token, code, message) = match outcome {
-                        AuthOutcome::Token(t) => (status::PROCESSED, Some(t.clone()), None, None),
-                        AuthOutcome::Failed { code, message } => {
-                            (status::ERROR, None, Some(code.clone()), message.clone())
-                        }
-                    };
-                    let out = json!({"vid": vid, "status": st, "token": token,
+        let parts: Vec<(
+            &'static str,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Value,
+        )> = rows
+            .iter()
+            .zip(outcomes)
+            .map(|(rec, outcome)| {
+                let vid = rec.vid.clone().unwrap_or_default();
+                let (st, token, code, message) = match outcome {
+                    AuthOutcome::Token(t) => (status::PROCESSED, Some(t.clone()), None, None),
+                    AuthOutcome::Failed { code, message } => {
+                        (status::ERROR, None, Some(code.clone()), message.clone())
+                    }
+                };
+                let out = json!({"vid": vid, "status": st, "token": token,
                                      "errorCode": code, "errorMessage": message});
-                    (st, token, code, message, out)
-                })
-                .collect();
+                (st, token, code, message, out)
+            })
+            .collect();
         let inputs = rows
             .iter()
             .zip(&parts)
@@ -327,9 +333,7 @@ impl MtsService {
             })
             .collect();
         let formatted = output::format_batch(program, inputs, self.inner.cfg.jq_timeout).await;
-        for ((rec, (st, token, code, message, _)), res) in
-            rows.iter().zip(parts).zip(formatted)
-        {
+        for ((rec, (st, token, code, message, _)), res) in rows.iter().zip(parts).zip(formatted) {
             let vid = rec.vid.clone().unwrap_or_default();
             let o = match res {
                 Err(e) => {
