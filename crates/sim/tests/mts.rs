@@ -259,11 +259,31 @@ async fn envelope_errors() {
             "no auth request found for the given identifier".into()
         )
     );
-    let (st, _) = m.get("/authtoken/file/nope").await;
+    let (st, b) = m.get("/authtoken/file/nope").await;
     assert_eq!(st, 404);
+    assert_eq!(
+        one_error(&b),
+        (
+            "ATS-REQ-016".into(),
+            "no auth request found for the given identifier".into()
+        )
+    );
+    assert_eq!(b["response"], Value::Null);
+    // Not JSON: 422; the pydantic message is not specified, only its `Invalid Input. ` prefix.
     let (st, b) = m.post_raw("/authtoken/json", "{not json").await;
     assert_eq!(st, 422);
-    assert_eq!(one_error(&b).0, "ATS-REQ-102");
+    let (code, msg) = one_error(&b);
+    assert_eq!(code, "ATS-REQ-102");
+    assert!(msg.starts_with("Invalid Input. "), "{msg}");
+    // Only `requesttime` missing: exactly one `field required` entry.
+    let mut env = envelope(download(vec![person("1", 1)]));
+    env.as_object_mut().expect("object").remove("requesttime");
+    let (st, b) = m.post_raw("/authtoken/json", &env.to_string()).await;
+    assert_eq!(st, 422);
+    assert_eq!(
+        one_error(&b),
+        ("ATS-REQ-102".into(), "Invalid Input. field required".into())
+    );
 }
 
 #[tokio::test]
@@ -438,6 +458,50 @@ async fn request_object_errors() {
             "ATS-REQ-034",
             "token in authStaticBearer cannot be empty for authType staticBearer",
         ),
+        // §4.2: `requestFileName` present but empty is as invalid as absent.
+        (
+            json!({"output": "csv", "deliverytype": "callback", "authdata": p,
+                "callbackProperties": {"url": "http://x/y", "callInBulk": true,
+                "requestFileName": ""}}),
+            400,
+            "ATS-REQ-025",
+            "requestFileName is not valid in callbackProperties",
+        ),
+        // §4.2: any authType other than none/odoo/oauth/staticBearer, the legacy `oauth2` too.
+        (
+            json!({"output": "json", "deliverytype": "callback", "authdata": p,
+                "callbackProperties": {"url": "http://x/y", "authType": "oauth2"}}),
+            400,
+            "ATS-REQ-027",
+            "unsupported authType in CallbackProperties",
+        ),
+        (
+            json!({"output": "json", "deliverytype": "callback", "authdata": p,
+                "callbackProperties": {"url": "http://x/y", "authType": "basic"}}),
+            400,
+            "ATS-REQ-027",
+            "unsupported authType in CallbackProperties",
+        ),
+        // §4.5: the legacy flat callback shape with authType odoo is rejected with ATS-REQ-028.
+        (
+            json!({"output": "json", "deliverytype": "callback", "authdata": p,
+                "callbackProperties": {"url": "http://x/y", "authType": "odoo",
+                "odooAuthUrl": "http://o/web/session/authenticate", "database": "d",
+                "username": "u", "password": "p"}}),
+            400,
+            "ATS-REQ-028",
+            "authOdoo cannot be empty for authType odoo",
+        ),
+        // §1.9: an absent `database` (like an absent `username`) is a 422, not ATS-REQ-033.
+        (
+            json!({"output": "json", "deliverytype": "callback", "authdata": p,
+                "callbackProperties": {"url": "http://x/y", "authType": "odoo", "authOdoo":
+                {"authUrl": "http://o/web/session/authenticate", "username": "u",
+                 "password": ""}}}),
+            422,
+            "ATS-REQ-102",
+            "Invalid Input. field required",
+        ),
     ];
     for (req, status, code, msg) in cases {
         let (st, b) = m.submit(req.clone()).await;
@@ -445,6 +509,15 @@ async fn request_object_errors() {
         assert_eq!(one_error(&b), (code.to_owned(), msg.to_owned()), "{req}");
         assert_eq!(b["response"], Value::Null);
     }
+    // §1.3: one 422 entry per pydantic error (`output` and `deliverytype` both absent).
+    let (st, b) = m.submit(json!({"authdata": p})).await;
+    assert_eq!(st, 422);
+    let es = check_envelope(&b);
+    assert_eq!(es.len(), 2, "{b}");
+    assert!(
+        es.iter()
+            .all(|e| e == &("ATS-REQ-102".into(), "Invalid Input. field required".into()))
+    );
 }
 
 #[tokio::test]
@@ -774,7 +847,13 @@ async fn csv_input() {
         ])
         .await;
     assert_eq!(st, 200);
-    assert_eq!(one_error(&b).0, "ATS-REQ-101");
+    assert_eq!(
+        one_error(&b),
+        (
+            "ATS-REQ-101".into(),
+            "none of the record form a valid request".into()
+        )
+    );
     let id = b["response"]["request_identifier"]
         .as_str()
         .expect("id")
@@ -810,7 +889,13 @@ async fn csv_input() {
     );
     let (st, b) = m.post_raw("/authtoken/csv", "").await;
     assert_eq!(st, 400);
-    assert_eq!(one_error(&b).1, "invalid input. missing request body");
+    assert_eq!(
+        one_error(&b),
+        (
+            "ATS-REQ-102".into(),
+            "invalid input. missing request body".into()
+        )
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1015,6 +1100,11 @@ async fn callback_per_record_in_input_order() {
     // The status stays processed*: delivery succeeded.
     let (_, b) = m.get(&format!("/authtoken/status/{id}")).await;
     assert_eq!(b["response"]["status"], "processed_with_errors");
+    // Spec §1.8 / §13 #8: MTS answers `file` for a callback request with 500 `ATS-REQ-100 File
+    // at path … does not exist.`; the simulator fixes this (docs/mts-compat.md, "File endpoint").
+    let out = m.file_json(&id).await;
+    assert_eq!(out.len(), 3);
+    assert_eq!(out[1]["status"], "invalid");
 }
 
 #[tokio::test]
@@ -1236,7 +1326,15 @@ async fn callback_4xx_is_recorded_not_retried() {
         json!({"line": 2, "status": "failed", "attempts": 1, "lastHttpStatus": 404,
                "lastError": "HTTP 404"})
     );
-    assert_eq!(m.get("/authtoken/deliveries/nope").await.0, 404);
+    let (st, b) = m.get("/authtoken/deliveries/nope").await;
+    assert_eq!(st, 404);
+    assert_eq!(
+        one_error(&b),
+        (
+            "ATS-REQ-016".into(),
+            "no auth request found for the given identifier".into()
+        )
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1470,7 +1568,13 @@ async fn postgres_queue_restart_and_callbacks() {
     // All invalid: 200 with ATS-REQ-101, then processed_with_errors.
     let (st, b) = m.submit(download(vec![json!({"name": "x"})])).await;
     assert_eq!(st, 200);
-    assert_eq!(one_error(&b).0, "ATS-REQ-101");
+    assert_eq!(
+        one_error(&b),
+        (
+            "ATS-REQ-101".into(),
+            "none of the record form a valid request".into()
+        )
+    );
     let invalid_id = b["response"]["request_identifier"]
         .as_str()
         .expect("id")
@@ -1552,7 +1656,13 @@ async fn sync_mode_authenticates_inside_the_call() {
     );
     let (st, b) = m.submit(json!({"authdata": [person("1", 1)]})).await;
     assert_eq!(st, 422);
-    assert_eq!(one_error(&b).1, "Invalid Input. value is not a valid dict");
+    assert_eq!(
+        one_error(&b),
+        (
+            "ATS-REQ-102".into(),
+            "Invalid Input. value is not a valid dict".into()
+        )
+    );
     // The csv and odk routes do not exist in sync mode.
     assert_eq!(m.post_raw("/authtoken/csv", "{}").await.0, 404);
     assert_eq!(m.post_raw("/authtoken/odk", "{}").await.0, 404);
@@ -1580,11 +1690,19 @@ async fn retention_starts_after_delivery() {
         .await;
     m.wait_processed(&cb).await;
     tokio::time::sleep(Duration::from_millis(2600)).await;
+    let (st, b) = m.get(&format!("/authtoken/status/{dl}")).await;
+    assert_eq!(st, 404, "download purged");
     assert_eq!(
-        m.get(&format!("/authtoken/status/{dl}")).await.0,
-        404,
-        "download purged"
+        one_error(&b),
+        (
+            "ATS-REQ-016".into(),
+            "no auth request found for the given identifier".into()
+        )
     );
+    // Spec §1.8: once the cleanup has removed the request, `file` is 404 too.
+    let (st, b) = m.get(&format!("/authtoken/file/{dl}")).await;
+    assert_eq!(st, 404);
+    assert_eq!(one_error(&b).0, "ATS-REQ-016");
     assert_eq!(
         m.get(&format!("/authtoken/status/{cb}")).await.0,
         200,
@@ -1598,4 +1716,685 @@ async fn retention_starts_after_delivery() {
     assert_eq!(m.get(&format!("/authtoken/status/{cb}")).await.0, 200);
     tokio::time::sleep(Duration::from_millis(2600)).await;
     assert_eq!(m.get(&format!("/authtoken/status/{cb}")).await.0, 404);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Error-code coverage: every code of spec §1.9, §2.3, §4.6, §5.4 and §8 with its exact message
+// and HTTP status, on every route that can return it.
+
+/// Spec §1.1 and §1.3 on the csv and odk routes (the json route is in `envelope_errors`).
+#[tokio::test]
+async fn envelope_errors_on_csv_and_odk_routes() {
+    let m = Mts::spawn().await;
+    let mut env = envelope(odk_request(json!({"baseurl": "http://x", "email": "e",
+        "password": "p", "projectid": "1", "formid": "f"})));
+    env["requesttime"] = json!("2024-01-01T10:00:00Z");
+    let (st, b) = m.post_raw("/authtoken/odk", &env.to_string()).await;
+    assert_eq!(st, 400);
+    assert_eq!(
+        one_error(&b),
+        (
+            "ATS-REQ-102".into(),
+            "invalid input. requesttime is not in valid format".into()
+        )
+    );
+    let (st, b) = m
+        .post_multipart(&[
+            ("request", None, &env.to_string()),
+            ("csv_file", Some("p.csv"), "vid\n1\n"),
+        ])
+        .await;
+    assert_eq!(st, 400);
+    assert_eq!(
+        one_error(&b),
+        (
+            "ATS-REQ-102".into(),
+            "invalid input. requesttime is not in valid format".into()
+        )
+    );
+    // `{}`: one `field required` per missing envelope field, on odk as on json.
+    let (st, b) = m.post_raw("/authtoken/odk", "{}").await;
+    assert_eq!(st, 422);
+    let es = check_envelope(&b);
+    assert_eq!(es.len(), 5, "{b}");
+    assert!(
+        es.iter()
+            .all(|e| e == &("ATS-REQ-102".into(), "Invalid Input. field required".into()))
+    );
+    // Spec §1.3: MTS answers a missing body on /authtoken/odk with 500. Deliberate divergence
+    // (docs/mts-compat.md, "ODK"): the simulator answers like the json route.
+    let (st, b) = m.post_raw("/authtoken/odk", "").await;
+    assert_eq!(st, 400);
+    assert_eq!(
+        one_error(&b),
+        (
+            "ATS-REQ-102".into(),
+            "invalid input. missing request body".into()
+        )
+    );
+    // The request-object checks of §1.4 apply to csv and odk as well.
+    let mut req = odk_request(json!({"baseurl": "http://x"}));
+    req["output"] = json!("");
+    let (st, b) = m.odk(req).await;
+    assert_eq!(st, 400);
+    assert_eq!(
+        one_error(&b),
+        (
+            "ATS-REQ-102".into(),
+            "invalid input. output type is not mentioned".into()
+        )
+    );
+    let request = envelope(json!({"output": "json", "deliverytype": "download",
+        "outputFormat": "{a: "}))
+    .to_string();
+    let (st, b) = m
+        .post_multipart(&[
+            ("request", None, &request),
+            ("csv_file", Some("p.csv"), "vid\n1\n"),
+        ])
+        .await;
+    assert_eq!(st, 400);
+    assert_eq!(
+        one_error(&b),
+        (
+            "ATS-REQ-103".into(),
+            "outputFormat is not a valid jq expression".into()
+        )
+    );
+}
+
+/// Spec §2.3: every record-level validation code, with its message, in the outputs; the
+/// first failing check in the spec's order decides.
+#[tokio::test]
+async fn record_validation_codes_and_messages() {
+    use g2p_sim::mts::AuthField;
+    let cfg = MtsConfig {
+        mandatory_fields: vec![
+            AuthField::Name,
+            AuthField::Gender,
+            AuthField::Dob,
+            AuthField::PhoneNumber,
+            AuthField::EmailId,
+            AuthField::FullAddress,
+        ],
+        ..fast_cfg()
+    };
+    let m = Mts::spawn_with(cfg, &temp_db(), Arc::new(mock())).await;
+    let full = json!({"vid": "1", "name": "Ana", "gender": "F", "dob": "1990-01-31",
+        "phoneNumber": "555", "emailId": "a@b.c", "fullAddress": "Main St"});
+    let with = |k: &str, v: Value| {
+        let mut r = full.clone();
+        r[k] = v;
+        r
+    };
+    let without = |keys: &[&str]| {
+        let mut r = full.clone();
+        for k in keys {
+            r.as_object_mut().expect("object").remove(*k);
+        }
+        r
+    };
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (
+            without(&["vid"]),
+            "ATS-REQ-009",
+            "vid or its mapping not present",
+        ),
+        (
+            with("vid", json!("")),
+            "ATS-REQ-009",
+            "vid or its mapping not present",
+        ),
+        (
+            without(&["name"]),
+            "ATS-REQ-010",
+            "name or its mapping not present",
+        ),
+        (
+            with("name", json!("")),
+            "ATS-REQ-003",
+            "name is not provided",
+        ),
+        (
+            without(&["gender"]),
+            "ATS-REQ-011",
+            "gender or its mapping not present",
+        ),
+        (
+            with("gender", Value::Null),
+            "ATS-REQ-011",
+            "gender or its mapping not present",
+        ),
+        (with("gender", json!("")), "ATS-REQ-004", "gender is empty"),
+        (
+            without(&["dob"]),
+            "ATS-REQ-012",
+            "dateOfBirth or its mapping not present",
+        ),
+        (
+            with("dob", json!("")),
+            "ATS-REQ-006",
+            "date of birth is empty",
+        ),
+        (
+            without(&["phoneNumber"]),
+            "ATS-REQ-013",
+            "phoneNumber or its mapping not present",
+        ),
+        (
+            without(&["emailId"]),
+            "ATS-REQ-014",
+            "emailId or its mapping not present",
+        ),
+        (
+            without(&["fullAddress"]),
+            "ATS-REQ-015",
+            "fullAddress or its mapping not present",
+        ),
+        (
+            with("fullAddress", json!("")),
+            "ATS-REQ-008",
+            "address is empty",
+        ),
+        // Order: the name check comes before the gender, dob and address checks.
+        (
+            json!({"vid": "1", "name": ""}),
+            "ATS-REQ-003",
+            "name is not provided",
+        ),
+        (
+            json!({"vid": "", "gender": ""}),
+            "ATS-REQ-009",
+            "vid or its mapping not present",
+        ),
+    ];
+    let mut data: Vec<Value> = cases.iter().map(|c| c.0.clone()).collect();
+    data.push(full.clone());
+    let id = m.submit_ok(download(data)).await;
+    assert_eq!(m.wait_processed(&id).await, "processed_with_errors");
+    let out = m.file_json(&id).await;
+    assert_eq!(out.len(), cases.len() + 1);
+    for ((rec, code, msg), o) in cases.iter().zip(&out) {
+        assert_eq!(o["status"], "invalid", "{rec}");
+        assert_eq!(o["token"], Value::Null, "{rec}");
+        assert_eq!(
+            (o["errorCode"].as_str(), o["errorMessage"].as_str()),
+            (Some(*code), Some(*msg)),
+            "{rec}"
+        );
+    }
+    assert_eq!(out[cases.len()]["status"], "processed");
+
+    // With the default mandatory set, phoneNumber and emailId are optional (ATS-REQ-013 and
+    // -014 only when configured).
+    let m = Mts::spawn().await;
+    let id = m
+        .submit_ok(download(vec![without(&["phoneNumber", "emailId"])]))
+        .await;
+    assert_eq!(m.wait_processed(&id).await, "processed");
+    // The same codes and messages in the CSV output (§1.8).
+    let mut req = download(vec![with("gender", json!("")), full.clone()]);
+    req["output"] = json!("csv");
+    let id = m.submit_ok(req).await;
+    m.wait_processed(&id).await;
+    let (_, _, text) = m.get_text(&format!("/authtoken/file/{id}")).await;
+    assert!(
+        text.starts_with(
+            "vid,status,token,errorCode,errorMessage\r\n1,invalid,,ATS-REQ-004,gender is empty\r\n"
+        ),
+        "{text}"
+    );
+    // Spec §2.2: a number among the name parts makes MTS's submit call fail with 500. Deliberate
+    // divergence (docs/mts-compat.md, "Mapping paths"): it is joined as its JSON text.
+    let id = m.submit_ok(download(vec![with("name", json!(5))])).await;
+    assert_eq!(m.wait_processed(&id).await, "processed");
+}
+
+/// Spec §4.6: the error answers of sync mode.
+#[tokio::test]
+async fn sync_mode_error_codes() {
+    let cfg = MtsConfig {
+        sync_mode: true,
+        ..fast_cfg()
+    };
+    let m = Mts::spawn_with(cfg, &temp_db(), Arc::new(mock())).await;
+    let (st, b) = m.post_raw("/authtoken/json", "").await;
+    assert_eq!(st, 400);
+    assert_eq!(
+        one_error(&b),
+        (
+            "ATS-REQ-102".into(),
+            "invalid input. missing request body".into()
+        )
+    );
+    let mut env = envelope(json!({"authdata": person("1", 1)}));
+    env["requesttime"] = json!("2024-01-01T10:00:00Z");
+    let (st, b) = m.post_raw("/authtoken/json", &env.to_string()).await;
+    assert_eq!(st, 400);
+    assert_eq!(
+        one_error(&b),
+        (
+            "ATS-REQ-102".into(),
+            "invalid input. requesttime is not in valid format".into()
+        )
+    );
+    let (st, b) = m.submit(json!({"lang": "eng"})).await;
+    assert_eq!(st, 422);
+    assert_eq!(
+        one_error(&b),
+        ("ATS-REQ-102".into(), "Invalid Input. field required".into())
+    );
+    // An invalid record: 400 with the record's code (§2.3 order, first failure).
+    for (rec, code, msg) in [
+        (
+            json!({"name": "A"}),
+            "ATS-REQ-009",
+            "vid or its mapping not present",
+        ),
+        (
+            json!({"vid": "1"}),
+            "ATS-REQ-010",
+            "name or its mapping not present",
+        ),
+        (
+            json!({"vid": "1", "name": "A", "gender": "F", "fullAddress": "x"}),
+            "ATS-REQ-012",
+            "dateOfBirth or its mapping not present",
+        ),
+    ] {
+        let (st, b) = m.submit(json!({"authdata": rec})).await;
+        assert_eq!(st, 400, "{b}");
+        assert_eq!(one_error(&b), (code.to_owned(), msg.to_owned()));
+        assert_eq!(b["response"], Value::Null);
+    }
+    // Status and file keep their codes in sync mode.
+    let (st, b) = m.get("/authtoken/status/nope").await;
+    assert_eq!(st, 404);
+    assert_eq!(one_error(&b).0, "ATS-REQ-016");
+}
+
+/// An authenticator answering a fixed outcome, to drive the IDA outcomes of spec §5.4.
+struct FixedAuth(g2p_sim::mts::AuthOutcome);
+
+impl Authenticator for FixedAuth {
+    fn authenticate<'a>(
+        &'a self,
+        _req: &'a g2p_sim::mts::AuthRequest,
+    ) -> futures::future::BoxFuture<'a, g2p_sim::mts::AuthOutcome> {
+        Box::pin(async move { self.0.clone() })
+    }
+}
+
+/// Spec §5.4: the record-level codes of IDA outcomes reach the output as given, a null
+/// message included. (Turning a real IDA reply into these codes belongs to the IDA
+/// authenticator of §7, which is not implemented yet.)
+#[tokio::test]
+async fn ida_outcome_codes_reach_the_output() {
+    use g2p_sim::mts::AuthOutcome;
+    for (code, msg) in [
+        ("AUT_BAS_001", Some("Not Able to process auth request.")),
+        ("ATS-REQ-100", Some("Unknown exception")),
+        ("ATS-REQ-100", None),
+        ("ATS-REQ-103", Some("IDA-DEA-001::a,IDA-DEA-002::b")),
+    ] {
+        let auth = FixedAuth(AuthOutcome::Failed {
+            code: code.into(),
+            message: msg.map(str::to_owned),
+        });
+        let m = Mts::spawn_with(fast_cfg(), &temp_db(), Arc::new(auth)).await;
+        let id = m.submit_ok(download(vec![person("1", 1)])).await;
+        assert_eq!(m.wait_processed(&id).await, "processed_with_errors");
+        let out = m.file_json(&id).await;
+        assert_eq!(
+            out[0],
+            json!({"vid": "1", "status": "error", "token": null, "errorCode": code,
+                   "errorMessage": msg})
+        );
+        m.svc.abort().await;
+    }
+}
+
+impl Mts {
+    async fn post_multipart_bytes(&self, request: &str, file: &[u8]) -> (u16, Value) {
+        let boundary = "----mts-test-boundary-bytes";
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"request\"\r\n\r\n{request}\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"csv_file\"; filename=\"p.csv\"\r\n\
+             Content-Type: text/csv\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(file);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let r = self
+            .http
+            .post(format!("{}/authtoken/csv", self.base))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body)
+            .send()
+            .await
+            .expect("post");
+        let st = r.status().as_u16();
+        (st, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// Spec §1.3 ("any other exception: 500 ATS-REQ-100 with the exception text") and §1.5 on the
+/// csv route.
+#[tokio::test]
+async fn csv_error_codes() {
+    let m = Mts::spawn().await;
+    // Every row invalid (not only a header-only file): 200 with ATS-REQ-101 and an id.
+    let request = envelope(json!({"output": "json", "deliverytype": "download"})).to_string();
+    let (st, b) = m
+        .post_multipart(&[
+            ("request", None, &request),
+            ("csv_file", Some("p.csv"), "vid,name\n1,\n,Bo\n"),
+        ])
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        one_error(&b),
+        (
+            "ATS-REQ-101".into(),
+            "none of the record form a valid request".into()
+        )
+    );
+    let id = b["response"]["request_identifier"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert_eq!(m.wait_processed(&id).await, "processed_with_errors");
+    let out = m.file_json(&id).await;
+    assert_eq!(out[0]["errorCode"], "ATS-REQ-003");
+    assert_eq!(out[1]["errorCode"], "ATS-REQ-009");
+    // A delimiter of more than one character: Python's csv TypeError text.
+    let request =
+        envelope(json!({"output": "json", "deliverytype": "download", "csvDelimiter": ";;"}))
+            .to_string();
+    let (st, b) = m
+        .post_multipart(&[
+            ("request", None, &request),
+            ("csv_file", Some("p.csv"), "vid\n1\n"),
+        ])
+        .await;
+    assert_eq!(st, 500);
+    assert_eq!(
+        one_error(&b),
+        (
+            "ATS-REQ-100".into(),
+            "\"delimiter\" must be a 1-character string".into()
+        )
+    );
+    assert_eq!(b["response"], Value::Null);
+    // A file that is not UTF-8 (§1.5: read as UTF-8): a 500 with the decoding error.
+    let request = envelope(json!({"output": "json", "deliverytype": "download"})).to_string();
+    let (st, b) = m
+        .post_multipart_bytes(&request, b"vid,name\n\xff\xfe,x\n")
+        .await;
+    assert_eq!(st, 500, "{b}");
+    let (code, msg) = one_error(&b);
+    assert_eq!(code, "ATS-REQ-100");
+    assert!(msg.starts_with("'utf-8' codec can't decode"), "{msg}");
+    // A structural error inside the `request` JSON string: 422 as on the json route.
+    let request = envelope(json!({"output": "json"})).to_string();
+    let (st, b) = m
+        .post_multipart(&[
+            ("request", None, &request),
+            ("csv_file", Some("p.csv"), "vid\n1\n"),
+        ])
+        .await;
+    assert_eq!(st, 422);
+    assert_eq!(
+        one_error(&b),
+        ("ATS-REQ-102".into(), "Invalid Input. field required".into())
+    );
+}
+
+/// A stand-in ODK Central with odd answers: `/missing` has no `value`, `/null` a null one,
+/// `/invalid` rows that all fail validation, `/notfound` a 404 with Central's error body.
+async fn odk_stub() -> String {
+    use axum::http::StatusCode;
+    use axum::routing::{get, post};
+    let app = axum::Router::new()
+        .route(
+            "/v1/sessions",
+            post(|| async { axum::Json(json!({"token": "stub-token"})) }),
+        )
+        .route(
+            "/missing",
+            get(|| async { axum::Json(json!({"@odata.context": "x"})) }),
+        )
+        .route(
+            "/null",
+            get(|| async { axum::Json(json!({"value": null})) }),
+        )
+        .route(
+            "/invalid",
+            get(|| async {
+                axum::Json(
+                    json!({"value": [{"__id": "a"}, {"__id": "b", "vid": "", "given_name": "X"}]}),
+                )
+            }),
+        )
+        .route(
+            "/notfound",
+            get(|| async {
+                (
+                    StatusCode::NOT_FOUND,
+                    axum::Json(
+                        json!({"message": "Could not find the resource you were looking for.",
+                                      "code": 404.1}),
+                    ),
+                )
+            }),
+        )
+        .fallback(|| async { StatusCode::OK });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+fn odk_at(base: &str, path: &str) -> Value {
+    odk_request(json!({"baseurl": base, "email": "e", "password": "p",
+        "odataurl": format!("{base}{path}")}))
+}
+
+/// Spec §8 and §1.3 on the odk route: ATS-REQ-23 for a missing or null `value`, ATS-REQ-101
+/// when every submission is invalid, 500 ATS-REQ-100 when Central cannot be reached.
+#[tokio::test]
+async fn odk_error_codes() {
+    let odk = odk_stub().await;
+    let m = Mts::spawn().await;
+    for path in ["/missing", "/null"] {
+        let (st, b) = m.odk(odk_at(&odk, path)).await;
+        assert_eq!(st, 400, "{path}: {b}");
+        assert_eq!(
+            one_error(&b),
+            (
+                "ATS-REQ-23".into(),
+                "no submissions found for odk pull".into()
+            ),
+            "{path}"
+        );
+    }
+    let (st, b) = m.odk(odk_at(&odk, "/invalid")).await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(
+        one_error(&b),
+        (
+            "ATS-REQ-101".into(),
+            "none of the record form a valid request".into()
+        )
+    );
+    let id = b["response"]["request_identifier"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert_eq!(m.wait_processed(&id).await, "processed_with_errors");
+    let out = m.file_json(&id).await;
+    assert_eq!(out.len(), 2);
+    assert!(out.iter().all(|o| o["status"] == "invalid"), "{out:?}");
+    // ODK Central unreachable: 500 ATS-REQ-100 with the error text.
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let down = format!("http://{}", probe.local_addr().expect("addr"));
+    drop(probe);
+    let (st, b) = m.odk(odk_at(&down, "/x")).await;
+    assert_eq!(st, 500, "{b}");
+    let (code, msg) = one_error(&b);
+    assert_eq!(code, "ATS-REQ-100");
+    assert!(!msg.is_empty());
+    // ATS-REQ-18…20 for present-but-empty values too (MTS tests `len`), and the project id is
+    // only needed without odataurl.
+    for (conf, code, msg) in [
+        (
+            json!({"baseurl": "", "email": "e", "password": "p"}),
+            "ATS-REQ-18",
+            "no odk baseurl provided",
+        ),
+        (
+            json!({"baseurl": "http://x", "email": "", "password": "p"}),
+            "ATS-REQ-19",
+            "no email provided",
+        ),
+        (
+            json!({"baseurl": "http://x", "email": "e"}),
+            "ATS-REQ-20",
+            "no password provided",
+        ),
+        (
+            json!({"baseurl": "http://x", "email": "e", "password": "p", "projectid": "",
+                   "formid": "f"}),
+            "ATS-REQ-21",
+            "no odk project id provided",
+        ),
+        (
+            json!({"baseurl": "http://x", "email": "e", "password": "p", "projectid": "1",
+                   "formid": ""}),
+            "ATS-REQ-22",
+            "no odk form id provided",
+        ),
+    ] {
+        let (st, b) = m.odk(odk_request(conf.clone())).await;
+        assert_eq!(st, 400, "{conf}");
+        assert_eq!(one_error(&b), (code.to_owned(), msg.to_owned()), "{conf}");
+    }
+}
+
+/// Spec §8: MTS answers an ODK Central error reply (a wrong project or form id: 404 with
+/// `{message, code}`, no `value`) with 400 `ATS-REQ-23 no submissions found`, which hides the
+/// misconfiguration. Deliberate divergence (docs/mts-compat.md): 500 ATS-REQ-100 naming
+/// Central's answer.
+#[tokio::test]
+async fn odk_error_reply_names_centrals_answer() {
+    let odk = odk_stub().await;
+    let m = Mts::spawn().await;
+    let (st, b) = m.odk(odk_at(&odk, "/notfound")).await;
+    assert_eq!(st, 500, "{b}");
+    let (code, message) = one_error(&b);
+    assert_eq!(code, "ATS-REQ-100");
+    assert!(
+        message.starts_with("ODK Central answered HTTP 404"),
+        "{message}"
+    );
+}
+
+/// Size limits (docs/mts-compat.md, "Size limits"; not in the spec): more than `max_records`
+/// records is 400 `ATS-REQ-102 invalid input. too many records` on every route, a body above
+/// `max_request_bytes` is 413.
+#[tokio::test]
+async fn too_many_records_and_body_limit() {
+    use g2p_sim::odk::{DEFAULT_EMAIL, DEFAULT_PASSWORD, OdkSim, REGISTRATION_FORM};
+    let cfg = MtsConfig {
+        max_records: 2,
+        max_request_bytes: 4096,
+        odk_page_size: 2,
+        ..fast_cfg()
+    };
+    let m = Mts::spawn_with(cfg, &temp_db(), Arc::new(mock())).await;
+    let too_many = (
+        "ATS-REQ-102".to_owned(),
+        "invalid input. too many records".to_owned(),
+    );
+    // json: two records pass, three do not.
+    m.submit_ok(download(vec![person("1", 1), person("2", 2)]))
+        .await;
+    let (st, b) = m
+        .submit(download(vec![
+            person("1", 1),
+            person("2", 2),
+            person("3", 3),
+        ]))
+        .await;
+    assert_eq!(st, 400, "{b}");
+    assert_eq!(one_error(&b), too_many);
+    assert_eq!(b["response"], Value::Null);
+    // csv
+    let request = envelope(json!({"output": "json", "deliverytype": "download"})).to_string();
+    let (st, b) = m
+        .post_multipart(&[
+            ("request", None, &request),
+            ("csv_file", Some("p.csv"), "vid\n1\n2\n3\n"),
+        ])
+        .await;
+    assert_eq!(st, 400, "{b}");
+    assert_eq!(one_error(&b), too_many);
+    // odk: five submissions over pages of two.
+    let start = chrono::DateTime::parse_from_rfc3339("2026-03-01T08:00:00.000Z")
+        .expect("t")
+        .to_utc();
+    let sim = OdkSim::generate(3, 5, start, chrono::TimeDelta::minutes(10));
+    let (addr, _task) = g2p_sim::odk::serve(sim, "127.0.0.1:0".parse().expect("a"))
+        .await
+        .expect("odk");
+    let (st, b) = m
+        .odk(odk_request(json!({"baseurl": format!("http://{addr}"),
+            "email": DEFAULT_EMAIL, "password": DEFAULT_PASSWORD, "projectid": "1",
+            "formid": REGISTRATION_FORM})))
+        .await;
+    assert_eq!(st, 400, "{b}");
+    assert_eq!(one_error(&b), too_many);
+    // A body above the limit: 413 (axum's plain-text answer, not an MTS envelope).
+    let big = download(vec![json!({"vid": "1", "pad": "x".repeat(8192)})]);
+    let (st, _) = m
+        .post_raw("/authtoken/json", &envelope(big).to_string())
+        .await;
+    assert_eq!(st, 413);
+    let (st, _) = m.post_raw("/authtoken/odk", &"x".repeat(8192)).await;
+    assert_eq!(st, 413);
+}
+
+/// docs/mts-compat.md ("Size limits") promises 413 for any body above `max_request_bytes`, but
+/// on the csv route the multipart read error is mapped to 400 `ATS-REQ-102 invalid input.
+/// missing request body`, which tells the client the wrong thing.
+#[tokio::test]
+async fn csv_body_above_limit_is_413() {
+    let cfg = MtsConfig {
+        max_request_bytes: 4096,
+        ..fast_cfg()
+    };
+    let m = Mts::spawn_with(cfg, &temp_db(), Arc::new(mock())).await;
+    let request = envelope(json!({"output": "json", "deliverytype": "download"})).to_string();
+    let csv = format!("vid\n{}\n", "1".repeat(8192));
+    let (st, b) = m
+        .post_multipart(&[
+            ("request", None, &request),
+            ("csv_file", Some("p.csv"), &csv),
+        ])
+        .await;
+    assert_eq!(st, 413, "{b}");
+    assert_eq!(
+        check_envelope(&b),
+        vec![(
+            "ATS-REQ-102".to_owned(),
+            "invalid input. request too large".to_owned()
+        )]
+    );
 }

@@ -123,15 +123,23 @@ async fn submit_csv(
 ) -> Result<Response, ApiError> {
     use axum::extract::FromRequest;
     let missing = || ApiError::req102("invalid input. missing request body");
+    // A body over the limit is 413, like the other routes, not a "missing" body.
+    let part = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge
+        } else {
+            missing()
+        }
+    };
     let mut mp = axum::extract::Multipart::from_request(req, &())
         .await
         .map_err(|_| missing())?;
     let mut request: Option<String> = None;
     let mut file: Option<Bytes> = None;
-    while let Some(field) = mp.next_field().await.map_err(|_| missing())? {
+    while let Some(field) = mp.next_field().await.map_err(part)? {
         match field.name() {
-            Some("request") => request = Some(field.text().await.map_err(|_| missing())?),
-            Some("csv_file") => file = Some(field.bytes().await.map_err(|_| missing())?),
+            Some("request") => request = Some(field.text().await.map_err(part)?),
+            Some("csv_file") => file = Some(field.bytes().await.map_err(part)?),
             _ => {}
         }
     }

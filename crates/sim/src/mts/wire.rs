@@ -63,6 +63,9 @@ pub enum ApiError {
     /// 500 `ATS-REQ-100` (or the code before `::`).
     #[error("internal: {0}")]
     Internal(String),
+    /// 413 `ATS-REQ-102` (a size limit of ours; MTS has none).
+    #[error("request too large")]
+    TooLarge,
 }
 
 impl ApiError {
@@ -79,6 +82,7 @@ impl ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::NotProcessed => StatusCode::ACCEPTED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
     pub fn entries(&self) -> Vec<(String, String)> {
@@ -98,6 +102,10 @@ impl ApiError {
                     "Auth request not processed yet".into(),
                 )]
             }
+            Self::TooLarge => vec![(
+                "ATS-REQ-102".into(),
+                "invalid input. request too large".into(),
+            )],
             Self::Internal(m) => match m.split_once("::") {
                 Some((c, rest)) => vec![(c.to_owned(), rest.to_owned())],
                 None => vec![("ATS-REQ-100".into(), m.clone())],
