@@ -52,6 +52,16 @@ pub use wire::{ApiError, format_time, valid_requesttime};
 pub use store::DeliveryRow as Delivery;
 use store::{Db, RecordRow, status};
 
+/// A record's authentication outcome before formatting: status, token, error code and
+/// message, and the `.output` object jq sees.
+type Part = (
+    &'static str,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Value,
+);
+
 /// Records a worker claims at once: one claim and one store transaction, and one jq run per
 /// request, for the whole batch.
 const CLAIM_BATCH: usize = 256;
@@ -117,7 +127,7 @@ impl MtsService {
         if requeued > 0 {
             tracing::info!(
                 requeued,
-                "mts: re-queued records left processing by a previous run"
+                "mts: re-queued records a previous run had claimed but not finished"
             );
         }
         let workers = 2 + cfg.concurrency / CLAIM_BATCH;
@@ -302,13 +312,7 @@ impl MtsService {
         outcomes: &[AuthOutcome],
         stored: &mut Vec<store::Outcome>,
     ) {
-        let parts: Vec<(
-            &'static str,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Value,
-        )> = rows
+        let parts: Vec<Part> = rows
             .iter()
             .zip(outcomes)
             .map(|(rec, outcome)| {
