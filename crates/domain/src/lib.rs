@@ -4,9 +4,14 @@
 
 pub mod error;
 pub mod filter;
+pub mod mts_connector;
 pub mod registrant;
 pub mod role;
 
 pub use error::{DomainError, FieldErrors};
+pub use mts_connector::{
+    CallbackAuthType, CallbackHttpMethod, FailedRetry, InputType, JobType, MtsConnectorInput,
+    MtsConnectorSecrets, MtsConnectorSettings,
+};
 pub use registrant::*;
 pub use role::Role;

@@ -14,7 +14,9 @@ pub mod filter_sql;
 pub mod id_checks;
 pub mod import;
 pub mod jobs;
+pub mod mts;
 pub mod registry;
+pub mod secrets;
 pub mod testing;
 pub mod value;
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use g2p_store::Store;
+use g2p_store::secrets::SecretBox;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::KeyCache;
@@ -41,15 +42,28 @@ pub struct AppState {
     pub settings: Arc<WebSettings>,
     pub metrics: Option<PrometheusHandle>,
     pub keys: Arc<KeyCache>,
+    /// Encrypts connector secrets (passwords, bearer tokens) at rest; see
+    /// `g2p_store::secrets`. `g2p::App::start` sets the configured key with
+    /// [`AppState::with_secrets`].
+    pub secrets: SecretBox,
 }
 
 impl AppState {
+    /// State with a throwaway key for connector secrets: anything sealed with it is unreadable
+    /// after the process ends. Real servers chain [`AppState::with_secrets`].
     pub fn new(store: Store, settings: WebSettings, metrics: Option<PrometheusHandle>) -> Self {
         Self {
             store,
             settings: Arc::new(settings),
             metrics,
             keys: Arc::new(KeyCache::default()),
+            secrets: SecretBox::ephemeral(),
         }
+    }
+
+    /// Uses `secrets` (the deployment's configured key) for connector secrets.
+    pub fn with_secrets(mut self, secrets: SecretBox) -> Self {
+        self.secrets = secrets;
+        self
     }
 }
