@@ -80,6 +80,11 @@ const UNIQUE_CONSTRAINTS: &[(&[&str], &str, &str)] = &[
         "the registrant already has this account",
     ),
     (
+        &["mts_connectors_name_key", "mts_connectors"],
+        "name",
+        "a connector with this name exists",
+    ),
+    (
         &["api_keys_key_id_key", "api_keys.key_id"],
         "key_id",
         "key id collision",

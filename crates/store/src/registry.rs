@@ -82,7 +82,7 @@ impl IdTypeSet {
 }
 
 #[derive(sqlx::FromRow)]
-struct RegistrantRow {
+pub(crate) struct RegistrantRow {
     id: i64,
     external_key: Option<String>,
     is_group: bool,
