@@ -6,6 +6,7 @@ pub mod bench_mts;
 pub mod config;
 pub mod demo;
 pub mod import;
+pub mod mts_connector;
 pub mod sims;
 pub mod telemetry;
 
@@ -17,6 +18,7 @@ use g2p_store::Store;
 use g2p_store::db::ConnectOptions;
 use g2p_store::id_checks::{REVALIDATE_IDS_JOB, revalidate_ids_job};
 use g2p_store::jobs::runner::JobRunner;
+use g2p_store::secrets::SecretBox;
 use g2p_web::{AppState, WebSettings};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -61,16 +63,24 @@ pub fn worker_id() -> String {
 }
 
 /// The job runner with every job kind the registry knows. Connectors add theirs here.
-pub fn job_runner(store: Store, cfg: &Config) -> JobRunner {
+/// The job runner with every job kind of the application. `secrets` opens connector secrets
+/// (the same key as the web layer's).
+pub fn job_runner(store: Store, cfg: &Config, secrets: SecretBox) -> JobRunner {
+    // One client for every MTS call: one connection pool, trust roots loaded once.
+    let http = reqwest::Client::new();
     JobRunner::new(store, worker_id())
         .concurrency(cfg.worker_concurrency)
         .handler(REVALIDATE_IDS_JOB, revalidate_ids_job)
+        .handler(g2p_store::mts::MTS_RUN_JOB, move |ctx, payload| {
+            mts_connector::run_job(secrets.clone(), http.clone(), ctx, payload)
+        })
 }
 
 /// `g2p worker`: runs jobs until SIGTERM / Ctrl-C, then finishes the running ones.
 pub async fn run_worker(cfg: &Config) -> anyhow::Result<()> {
     let store = open_store(cfg).await?;
-    let runner = job_runner(store.clone(), cfg);
+    let secrets = cfg.secret_box(&cfg.database_url)?;
+    let runner = job_runner(store.clone(), cfg, secrets);
     let token = CancellationToken::new();
     let stopper = token.clone();
     tokio::spawn(async move {
@@ -89,8 +99,10 @@ impl App {
         cfg: &Config,
         metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     ) -> anyhow::Result<App> {
+        // Before the database: a PostgreSQL deployment without a key fails here, untouched.
+        let secrets = cfg.secret_box(&cfg.database_url)?;
         let store = open_store(cfg).await?;
-        let state = AppState::new(store.clone(), web_settings(cfg), metrics);
+        let state = AppState::new(store.clone(), web_settings(cfg), metrics).with_secrets(secrets);
         let listener = TcpListener::bind(&cfg.listen)
             .await
             .with_context(|| format!("cannot listen on {}", cfg.listen))?;
@@ -108,7 +120,7 @@ impl App {
         });
         let mut tasks = vec![server];
         if cfg.run_worker {
-            let runner = job_runner(store.clone(), cfg);
+            let runner = job_runner(store.clone(), cfg, state.secrets.clone());
             let token = shutdown.clone();
             tasks.push(tokio::spawn(async move { runner.run(token).await }));
         }

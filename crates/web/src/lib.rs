@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod console;
 pub mod error;
+pub mod odoo;
 pub mod ops;
 pub mod state;
 
@@ -29,6 +30,28 @@ tokio::task_local! {
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// MTS delivers with the connector's configured method, and bulk results can be large; the
+/// Odoo-compatible login is called on GET with a body, as MTS does.
+fn mts_callback_router(state: AppState) -> Router {
+    use axum::routing::{get, post};
+    let cb = api::mts::callback;
+    Router::new()
+        .route(
+            "/api/v1/mts/callbacks/{id}",
+            post(cb)
+                .put(cb)
+                .patch(cb)
+                .get(cb)
+                .layer(DefaultBodyLimit::max(256 << 20)),
+        )
+        .route(
+            "/web/session/authenticate",
+            get(odoo::authenticate).post(odoo::authenticate),
+        )
+        .route("/web/session/logout", get(odoo::logout).post(odoo::logout))
+        .with_state(state)
+}
+
 /// The whole HTTP application. `main`, the demo and the tests all build it here.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.settings.max_body_bytes;
@@ -37,6 +60,7 @@ pub fn app(state: AppState) -> Router {
         .merge(api::router(state.clone()))
         .merge(ops::router(state.clone()))
         .merge(console::router(state.clone()))
+        .merge(mts_callback_router(state.clone()))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(request_timeout, timeout_except_streams))
         .layer(middleware::from_fn_with_state(state.clone(), track_metrics))

@@ -21,6 +21,10 @@ pub struct TestApp {
     pub connector: String,
 }
 
+/// The fixed key for connector secrets of PostgreSQL test apps (64 hex characters).
+pub const TEST_SECRET_KEY: &str =
+    "6732702d746573742d6b65792d6e6f742d666f722d70726f64756374696f6e21";
+
 fn init_logs() {
     if std::env::var("TEST_LOG").is_ok() {
         g2p::telemetry::init_logging("text");
@@ -32,16 +36,22 @@ impl TestApp {
     /// reachable and not required (see `g2p_store::testing`).
     pub async fn spawn(backend: Backend) -> Option<TestApp> {
         init_logs();
-        let database_url = match backend {
+        let (database_url, secret_key) = match backend {
+            // No key: the app makes `g2p-secret.key` next to the database, as in production.
             Backend::Sqlite => {
                 let path = std::env::temp_dir()
                     .join(format!("g2p_it_{}.sqlite", uuid::Uuid::new_v4().simple()));
-                format!("sqlite://{}", path.display())
+                (format!("sqlite://{}", path.display()), None)
             }
-            Backend::Postgres => g2p_store::testing::pg_database_url().await?,
+            // PostgreSQL requires a configured key (every node shares it).
+            Backend::Postgres => (
+                g2p_store::testing::pg_database_url().await?,
+                Some(TEST_SECRET_KEY.into()),
+            ),
         };
         let cfg = Config {
             database_url,
+            secret_key,
             listen: "127.0.0.1:0".into(),
             // Tests run jobs deterministically with `drain_jobs` instead of a background loop.
             run_worker: false,
@@ -145,10 +155,14 @@ impl TestApp {
 
     /// Runs every due job to completion with the application's own job runner.
     pub async fn drain_jobs(&self) -> g2p_store::jobs::runner::DrainReport {
-        g2p::job_runner(self.app.store.clone(), &Config::default())
-            .drain_until_idle()
-            .await
-            .expect("drain jobs")
+        g2p::job_runner(
+            self.app.store.clone(),
+            &Config::default(),
+            self.app.state.secrets.clone(),
+        )
+        .drain_until_idle()
+        .await
+        .expect("drain jobs")
     }
 
     pub async fn stop(self) {

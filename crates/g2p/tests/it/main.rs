@@ -17,3 +17,5 @@ mod demo;
 mod helpers;
 mod import;
 mod jobs;
+mod mts_connector;
+mod mts_process;

@@ -4,6 +4,7 @@ pub mod id_types;
 pub mod import;
 pub mod jobs;
 pub mod keys;
+pub mod mts;
 pub mod registrants;
 
 use axum::Json;
@@ -77,6 +78,13 @@ pub fn router(state: AppState) -> axum::Router {
         .routes(routes!(keys::revoke))
         .routes(routes!(keys::me))
         .routes(routes!(import::import))
+        .routes(routes!(mts::list, mts::create))
+        .routes(routes!(mts::get_one, mts::update))
+        .routes(routes!(mts::list_runs, mts::run_now))
+        .routes(routes!(mts::get_run))
+        .routes(routes!(mts::failures))
+        .routes(routes!(mts::retry_failed))
+        .routes(routes!(mts::duplicates))
         .with_state(state)
         .split_for_parts();
     let doc = std::sync::Arc::new(openapi);

@@ -1,0 +1,234 @@
+//! Registry MTS Connector end to end over real HTTP: g2p (API, worker via `drain_jobs`, callback
+//! receiver) and `g2p_sim::mts` on its own socket, on SQLite and PostgreSQL.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use g2p_sim::mts::{MockAuthenticator, MtsConfig, MtsService, mock_token};
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+
+async fn start_mts() -> (MtsService, String) {
+    let cfg = MtsConfig {
+        poll_interval: Duration::from_millis(50),
+        ..MtsConfig::default()
+    };
+    let auth = MockAuthenticator::new("mpartner-default-mosip").with_default_failures();
+    let svc = MtsService::start(cfg, "sqlite::memory:", Arc::new(auth))
+        .await
+        .expect("mts");
+    let (addr, _) = svc
+        .serve("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("serve");
+    (svc, format!("http://{addr}"))
+}
+
+async fn person(t: &TestApp, n: usize, vid: &str) -> i64 {
+    t.create_individual(json!({
+        "given_name": format!("Ana{n}"), "family_name": "Diaz", "gender": "Female",
+        "birthdate": "1990-01-31", "address": "1 Main St",
+        "ids": [{"id_type": "MOSIP VID", "value": vid}],
+    }))
+    .await
+}
+
+async fn ids(t: &TestApp, id: i64) -> Vec<(String, String)> {
+    let (st, v) = t
+        .get(&format!("/api/v1/registrants/{id}/ids"), &t.viewer)
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let mut out: Vec<(String, String)> = v
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|i| {
+            (
+                i["id_type"].as_str().unwrap_or_default().to_owned(),
+                i["value"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Waits until the run has no callback owed.
+async fn wait_run(t: &TestApp, run: i64) -> Value {
+    let start = Instant::now();
+    loop {
+        let (st, v) = t.get(&format!("/api/v1/mts/runs/{run}"), &t.viewer).await;
+        assert_eq!(st, 200, "{v}");
+        if v["status"] == "completed" {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "run not completed: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn tokenises_registrants_through_mts_callbacks() {
+    let (mts, mts_url) = start_mts().await;
+    for t in TestApp::all().await {
+        for (auth_type, bulk) in [("staticBearer", false), ("odoo", true)] {
+            let ok = person(&t, 1, &format!("{}1{auth_type}", 4000 + usize::from(bulk))).await;
+            // 9999…: the mock answers IDA-DEA-001.
+            let bad = person(
+                &t,
+                2,
+                &format!("9999{}{}", usize::from(bulk), auth_type.len()),
+            )
+            .await;
+            let (st, c) = t
+                .post(
+                    "/api/v1/mts/connectors",
+                    &t.admin,
+                    json!({
+                        "name": format!("registry {auth_type} {bulk}"),
+                        "mts_url": mts_url,
+                        "callback_url": format!("{}/api/v1/mts/callbacks/0", t.base),
+                        "callback_auth_type": auth_type,
+                        "callback_password": "correct horse battery",
+                        "call_in_bulk": bulk,
+                        "filter": [["id", "in", [ok, bad]]],
+                    }),
+                )
+                .await;
+            assert_eq!(st, 201, "{c}");
+            assert!(
+                c.get("callback_password").is_none(),
+                "secret never returned"
+            );
+            assert_eq!(c["callback_password_set"], true);
+            let cid = c["id"].as_i64().expect("id");
+            // The receiver of this connector.
+            let (st, c) = t
+                .call(
+                    reqwest::Method::PATCH,
+                    &format!("/api/v1/mts/connectors/{cid}"),
+                    &t.admin,
+                    Some(json!({"callback_url":
+                        format!("{}/api/v1/mts/callbacks/{cid}", t.base)})),
+                )
+                .await;
+            assert_eq!(st, 200, "{c}");
+
+            let (st, run) = t
+                .post(
+                    &format!("/api/v1/mts/connectors/{cid}/runs"),
+                    &t.admin,
+                    json!({}),
+                )
+                .await;
+            assert_eq!(st, 202, "{run}");
+            let run_id = run["id"].as_i64().expect("run id");
+            t.drain_jobs().await;
+            let done = wait_run(&t, run_id).await;
+            assert_eq!(done["sent"], 2, "{done}");
+            assert_eq!(done["progress"]["processed"], 1, "{done}");
+            assert_eq!(done["progress"]["failed"], 1, "{done}");
+
+            let vid = format!("{}1{auth_type}", 4000 + usize::from(bulk));
+            assert_eq!(
+                ids(&t, ok).await,
+                vec![(
+                    "MOSIP AUTH TOKEN".to_owned(),
+                    mock_token(&vid, "mpartner-default-mosip")
+                )],
+                "token stored, VID removed"
+            );
+            let kept = ids(&t, bad).await;
+            assert_eq!(kept.len(), 1);
+            assert_eq!(kept[0].0, "MOSIP VID", "a failure keeps its VID");
+            let (_, f) = t
+                .get(&format!("/api/v1/mts/connectors/{cid}/failures"), &t.viewer)
+                .await;
+            assert_eq!(f[0]["registrant_id"], bad, "{f}");
+            assert_eq!(f[0]["error_code"], "IDA-DEA-001", "{f}");
+
+            // The next delta takes nothing: one done, one failed and not yet due.
+            let (st, run) = t
+                .post(
+                    &format!("/api/v1/mts/connectors/{cid}/runs"),
+                    &t.admin,
+                    json!({}),
+                )
+                .await;
+            assert_eq!(st, 202, "{run}");
+            t.drain_jobs().await;
+            let done = wait_run(&t, run["id"].as_i64().expect("id")).await;
+            assert_eq!(done["sent"], 0, "{done}");
+
+            // The receiver refuses a wrong secret and an unknown reference.
+            let r = t
+                .client
+                .post(t.url(&format!("/api/v1/mts/callbacks/{cid}")))
+                .bearer_auth("wrong secret")
+                .json(&json!({"ref": "x", "status": "processed", "token": "t"}))
+                .send()
+                .await
+                .expect("call");
+            assert_eq!(r.status(), 401);
+            if auth_type == "staticBearer" {
+                let r = t
+                    .client
+                    .post(t.url(&format!("/api/v1/mts/callbacks/{cid}")))
+                    .bearer_auth("correct horse battery")
+                    .json(&json!({"ref": "unknown", "status": "processed", "token": "t"}))
+                    .send()
+                    .await
+                    .expect("call");
+                assert_eq!(r.status(), 422);
+            }
+        }
+        t.stop().await;
+    }
+    mts.abort().await;
+}
+
+#[tokio::test]
+async fn mts_down_at_submit_marks_nothing_sent() {
+    for t in TestApp::all().await {
+        let a = person(&t, 1, "5550001").await;
+        let (st, c) = t
+            .post(
+                "/api/v1/mts/connectors",
+                &t.admin,
+                json!({"name": "down", "mts_url": "http://127.0.0.1:9",
+                       "callback_url": format!("{}/api/v1/mts/callbacks/1", t.base),
+                       "filter": [["id", "=", a]]}),
+            )
+            .await;
+        assert_eq!(st, 201, "{c}");
+        let cid = c["id"].as_i64().expect("id");
+        let (st, run) = t
+            .post(
+                &format!("/api/v1/mts/connectors/{cid}/runs"),
+                &t.admin,
+                json!({}),
+            )
+            .await;
+        assert_eq!(st, 202, "{run}");
+        let run_id = run["id"].as_i64().expect("id");
+        t.drain_jobs().await;
+        let (_, v) = t
+            .get(&format!("/api/v1/mts/runs/{run_id}"), &t.viewer)
+            .await;
+        assert_eq!(v["sent"], 0, "{v}");
+        assert_eq!(v["progress"]["pending"], 0, "nothing stays sent: {v}");
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("MTS unreachable"),
+            "{v}"
+        );
+        assert_eq!(ids(&t, a).await[0].0, "MOSIP VID");
+        t.stop().await;
+    }
+}
