@@ -43,6 +43,9 @@ pub struct Config {
     pub run_worker: bool,
     /// Jobs run concurrently by one worker process.
     pub worker_concurrency: usize,
+    /// Seconds after submitting a chunk to MTS before its missing callbacks are looked into
+    /// (status polling; lost callbacks are re-sent).
+    pub mts_callback_deadline_secs: u64,
 }
 
 impl Default for Config {
@@ -60,6 +63,7 @@ impl Default for Config {
             secure_cookies: false,
             run_worker: true,
             worker_concurrency: 4,
+            mts_callback_deadline_secs: 600,
         }
     }
 }

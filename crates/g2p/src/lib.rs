@@ -18,6 +18,8 @@ use g2p_store::Store;
 use g2p_store::db::ConnectOptions;
 use g2p_store::id_checks::{REVALIDATE_IDS_JOB, revalidate_ids_job};
 use g2p_store::jobs::runner::JobRunner;
+use g2p_store::jobs::schedules::ScheduleSpec;
+use g2p_store::mts;
 use g2p_store::secrets::SecretBox;
 use g2p_web::{AppState, WebSettings};
 use tokio::net::TcpListener;
@@ -62,24 +64,48 @@ pub fn worker_id() -> String {
     format!("{host}:{}:{}", std::process::id(), &rnd[..8])
 }
 
-/// The job runner with every job kind the registry knows. Connectors add theirs here.
 /// The job runner with every job kind of the application. `secrets` opens connector secrets
 /// (the same key as the web layer's).
 pub fn job_runner(store: Store, cfg: &Config, secrets: SecretBox) -> JobRunner {
-    // One client for every MTS call: one connection pool, trust roots loaded once.
-    let http = reqwest::Client::new();
+    let mts = mts_connector::MtsWorker {
+        secrets,
+        // One client for every MTS call: one connection pool, trust roots loaded once.
+        http: reqwest::Client::new(),
+        callback_deadline: chrono::Duration::seconds(
+            i64::try_from(cfg.mts_callback_deadline_secs).unwrap_or(600),
+        ),
+    };
+    let (tick, watchdog) = (mts.clone(), mts.clone());
     JobRunner::new(store, worker_id())
         .concurrency(cfg.worker_concurrency)
         .handler(REVALIDATE_IDS_JOB, revalidate_ids_job)
-        .handler(g2p_store::mts::MTS_RUN_JOB, move |ctx, payload| {
-            mts_connector::run_job(secrets.clone(), http.clone(), ctx, payload)
+        .handler(mts::MTS_RUN_JOB, move |ctx, p| mts.clone().run_job(ctx, p))
+        .handler(mts::MTS_TICK_JOB, move |ctx, p| {
+            tick.clone().tick_job(ctx, p)
         })
+        .handler(mts::MTS_WATCHDOG_JOB, move |ctx, p| {
+            watchdog.clone().watchdog_job(ctx, p)
+        })
+}
+
+/// Schedules every instance declares at start (idempotent).
+async fn declare_schedules(store: &Store) -> anyhow::Result<()> {
+    store
+        .upsert_schedule(
+            "mts-watchdog",
+            mts::MTS_WATCHDOG_JOB,
+            serde_json::json!({}),
+            ScheduleSpec::EveryMinutes(1),
+        )
+        .await?;
+    Ok(())
 }
 
 /// `g2p worker`: runs jobs until SIGTERM / Ctrl-C, then finishes the running ones.
 pub async fn run_worker(cfg: &Config) -> anyhow::Result<()> {
     let store = open_store(cfg).await?;
     let secrets = cfg.secret_box(&cfg.database_url)?;
+    declare_schedules(&store).await?;
     let runner = job_runner(store.clone(), cfg, secrets);
     let token = CancellationToken::new();
     let stopper = token.clone();
@@ -102,6 +128,7 @@ impl App {
         // Before the database: a PostgreSQL deployment without a key fails here, untouched.
         let secrets = cfg.secret_box(&cfg.database_url)?;
         let store = open_store(cfg).await?;
+        declare_schedules(&store).await?;
         let state = AppState::new(store.clone(), web_settings(cfg), metrics).with_secrets(secrets);
         let listener = TcpListener::bind(&cfg.listen)
             .await

@@ -25,55 +25,209 @@ use g2p_web::api::mts::CALLBACK_SECRET_CONTEXT;
 /// Timeout of a call to MTS (not the callback timeout, unlike OpenG2P: defect B13).
 const MTS_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How long after submission the watchdog first looks at a chunk's callbacks.
-pub const CALLBACK_DEADLINE: chrono::Duration = chrono::Duration::minutes(10);
+/// How many times the watchdog finds a processed request's callbacks still missing before it
+/// takes them for lost (MTS may still be retrying them in between).
+const PATIENT_POLLS: i64 = 3;
 
-/// The `mts.run` handler.
-pub async fn run_job(
-    secrets: SecretBox,
-    http: reqwest::Client,
-    ctx: JobContext,
-    payload: Value,
-) -> Result<Value, JobError> {
-    let run_id = payload["run_id"]
-        .as_i64()
-        .ok_or_else(|| JobError::permanent("payload has no run_id"))?;
-    let store = ctx.store.clone();
-    let run = store.get_mts_run(run_id).await?;
-    if !matches!(
-        run.status.as_str(),
-        run_status::QUEUED | run_status::RUNNING
-    ) {
-        return Ok(json!({"skipped": run.status}));
+/// What the MTS jobs share: the key that opens connector secrets, one HTTP client, and how
+/// long callbacks may take before the watchdog looks into them.
+#[derive(Clone)]
+pub struct MtsWorker {
+    pub secrets: SecretBox,
+    pub http: reqwest::Client,
+    pub callback_deadline: chrono::Duration,
+}
+
+impl MtsWorker {
+    /// The `mts.run` handler.
+    pub async fn run_job(self, ctx: JobContext, payload: Value) -> Result<Value, JobError> {
+        let run_id = payload["run_id"]
+            .as_i64()
+            .ok_or_else(|| JobError::permanent("payload has no run_id"))?;
+        self.run(&ctx, run_id).await
     }
-    match send_run(&secrets, &http, &ctx, &run).await {
-        Ok(sent) => {
-            store
-                .set_mts_run_status(run_id, run_status::SUBMITTED, None)
-                .await?;
-            store.complete_mts_runs().await?;
-            Ok(json!({"run_id": run_id, "sent": sent}))
+
+    /// The `mts.tick` handler: a recurring connector's schedule fired. Takes the delta, unless
+    /// the connector was stopped or its previous run is still going.
+    pub async fn tick_job(self, ctx: JobContext, payload: Value) -> Result<Value, JobError> {
+        let connector_id = payload["connector_id"]
+            .as_i64()
+            .ok_or_else(|| JobError::permanent("payload has no connector_id"))?;
+        let row = match ctx.store.get_mts_connector(connector_id).await {
+            Ok(r) => r,
+            Err(g2p_store::StoreError::NotFound { .. }) => {
+                return Ok(json!({"skipped": "connector deleted"}));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if row.state != "running" {
+            return Ok(json!({"skipped": "connector stopped"}));
         }
-        Err(e) => {
-            // A retryable failure keeps the run running (the job comes back); the last attempt
-            // or a permanent failure ends it with the reason shown to the operator.
-            let last = !e.retryable || ctx.is_last_attempt();
-            let status = if last {
-                run_status::FAILED
-            } else {
-                run_status::RUNNING
+        let run = match ctx
+            .store
+            .create_mts_run(connector_id, "delta", None, "schedule")
+            .await
+        {
+            Ok(r) => r,
+            Err(g2p_store::StoreError::Conflict { message, .. }) => {
+                return Ok(json!({"skipped": message}));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.run(&ctx, run.id).await
+    }
+
+    async fn run(&self, ctx: &JobContext, run_id: i64) -> Result<Value, JobError> {
+        let store = &ctx.store;
+        let run = store.get_mts_run(run_id).await?;
+        if !matches!(
+            run.status.as_str(),
+            run_status::QUEUED | run_status::RUNNING
+        ) {
+            return Ok(json!({"skipped": run.status}));
+        }
+        match send_run(&self.secrets, &self.http, self.callback_deadline, ctx, &run).await {
+            Ok(sent) => {
+                // A run stopped meanwhile stays stopped.
+                if store.get_mts_run(run_id).await?.status != run_status::STOPPED {
+                    store
+                        .set_mts_run_status(run_id, run_status::SUBMITTED, None)
+                        .await?;
+                }
+                store.complete_mts_runs().await?;
+                Ok(json!({"run_id": run_id, "sent": sent}))
+            }
+            Err(e) => {
+                // A retryable failure keeps the run running (the job comes back); the last
+                // attempt or a permanent failure ends it with the reason shown to the operator.
+                let last = !e.retryable || ctx.is_last_attempt();
+                let status = if last {
+                    run_status::FAILED
+                } else {
+                    run_status::RUNNING
+                };
+                store
+                    .set_mts_run_status(run_id, status, Some(&e.message))
+                    .await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// The `mts.watchdog` handler: for chunks whose callbacks are overdue, asks MTS
+    /// (`GET /authtoken/status/{id}`). A request MTS no longer knows, or one it could not
+    /// call back (`error_making_callback_request`), or one processed long ago with callbacks
+    /// still missing: its unresolved records are released and re-sent by a retry run, while
+    /// attempts last; then they stay failed with the reason.
+    pub async fn watchdog_job(self, ctx: JobContext, _payload: Value) -> Result<Value, JobError> {
+        let store = &ctx.store;
+        let mut released = 0u64;
+        let mut resend: Vec<(i64, Vec<i64>)> = Vec::new();
+        for chunk in store.due_mts_chunks(200).await? {
+            let later = Utc::now() + self.callback_deadline;
+            if chunk.unresolved == 0 {
+                store
+                    .set_mts_chunk_checked(chunk.id, true, later, None)
+                    .await?;
+                continue;
+            }
+            let row = store.get_mts_connector(chunk.connector_id).await?;
+            let settings: MtsConnectorSettings = serde_json::from_value(row.settings.0.clone())?;
+            let status = match &chunk.request_id {
+                Some(id) => self.mts_status(&settings.mts_url, id).await,
+                None => MtsStatus::Unknown,
             };
-            store
-                .set_mts_run_status(run_id, status, Some(&e.message))
-                .await?;
-            Err(e)
+            let lost = match &status {
+                MtsStatus::Unknown => Some("MTS no longer knows the request".to_owned()),
+                MtsStatus::Is(s) if s == "error_making_callback_request" => {
+                    Some("MTS could not deliver the callbacks".to_owned())
+                }
+                MtsStatus::Is(s)
+                    if s.starts_with("processed") && chunk.polls + 1 >= PATIENT_POLLS =>
+                {
+                    Some(format!("callbacks missing although MTS says {s}"))
+                }
+                _ => None,
+            };
+            match lost {
+                Some(reason) => {
+                    let ids = store.unresolved_mts_registrants(chunk.id).await?;
+                    let n = store.release_mts_chunk(chunk.id, &reason).await?;
+                    released += n;
+                    tracing::warn!(chunk = chunk.id, records = n, reason = %reason,
+                        "mts: callbacks lost; records released for a re-send");
+                    match resend.iter_mut().find(|(c, _)| *c == chunk.connector_id) {
+                        Some((_, all)) => all.extend(ids),
+                        None => resend.push((chunk.connector_id, ids)),
+                    }
+                }
+                None => {
+                    let seen = match &status {
+                        MtsStatus::Is(s) => Some(s.as_str()),
+                        _ => None,
+                    };
+                    store
+                        .set_mts_chunk_checked(chunk.id, false, later, seen)
+                        .await?;
+                }
+            }
+        }
+        let mut runs = Vec::new();
+        for (connector_id, ids) in resend {
+            if ids.is_empty() {
+                continue;
+            }
+            let selection = json!({"registrant_ids": ids});
+            match store
+                .create_mts_run(connector_id, "retry", Some(&selection), "watchdog")
+                .await
+            {
+                Ok(run) => {
+                    enqueue_run(store, run.id).await?;
+                    runs.push(run.id);
+                }
+                // A run is going: it or the next delta takes the released records.
+                Err(g2p_store::StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        store.complete_mts_runs().await?;
+        Ok(json!({"released": released, "retry_runs": runs}))
+    }
+
+    async fn mts_status(&self, mts_url: &str, request_id: &str) -> MtsStatus {
+        let url = format!(
+            "{}/authtoken/status/{request_id}",
+            mts_url.trim_end_matches('/')
+        );
+        let resp = match self.http.get(&url).timeout(MTS_CALL_TIMEOUT).send().await {
+            Ok(r) => r,
+            Err(_) => return MtsStatus::Unreachable,
+        };
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return MtsStatus::Unknown;
+        }
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        match v["response"]["status"].as_str() {
+            Some(s) => MtsStatus::Is(s.to_owned()),
+            None if v["errors"][0]["errorCode"] == "ATS-REQ-016" => MtsStatus::Unknown,
+            None => MtsStatus::Unreachable,
         }
     }
+}
+
+/// What `GET /authtoken/status/{id}` said.
+enum MtsStatus {
+    Is(String),
+    /// 404 / ATS-REQ-016: restarted without its queue, or purged.
+    Unknown,
+    Unreachable,
 }
 
 async fn send_run(
     secrets: &SecretBox,
     http: &reqwest::Client,
+    deadline: chrono::Duration,
     ctx: &JobContext,
     run: &MtsRun,
 ) -> Result<i64, JobError> {
@@ -139,7 +293,7 @@ async fn send_run(
                             .mark_mts_chunk_submitted(
                                 chunk_id,
                                 &request_id,
-                                Utc::now() + CALLBACK_DEADLINE,
+                                Utc::now() + deadline,
                                 run.id,
                                 claim.cursor,
                                 n,

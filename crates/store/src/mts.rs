@@ -22,6 +22,15 @@ use crate::{Backend, SqlValue, Store, audit_insert, bind_values, with_db};
 
 /// Job kind of a run; payload `{"run_id": <id>}`.
 pub const MTS_RUN_JOB: &str = "mts.run";
+/// Job kind fired by a recurring connector's schedule; payload `{"connector_id": <id>}`.
+pub const MTS_TICK_JOB: &str = "mts.tick";
+/// Job kind of the lost-callback watchdog; payload `{}`.
+pub const MTS_WATCHDOG_JOB: &str = "mts.watchdog";
+
+/// The schedule of a running recurring connector.
+pub fn mts_schedule_name(connector_id: i64) -> String {
+    format!("mts-connector-{connector_id}")
+}
 
 /// Tokenisation states of a registrant for one connector.
 pub mod state {
@@ -370,6 +379,17 @@ impl Store {
             sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(p).await?
         });
         row.ok_or(StoreError::not_found("run"))
+    }
+
+    /// Stops a connector's queued and running runs (a running one stops after its current
+    /// chunk). Returns how many.
+    pub async fn stop_mts_runs(&self, connector_id: i64) -> Result<u64> {
+        const SQL: &str = "UPDATE mts_runs SET status = 'stopped', finished_at = $2 \
+            WHERE connector_id = $1 AND status IN ('queued', 'running')";
+        Ok(with_db!(self, write, p => {
+            sqlx::query(SQL).bind(connector_id).bind(Utc::now()).execute(p).await?
+                .rows_affected()
+        }))
     }
 
     /// Newest first.
@@ -889,6 +909,16 @@ impl Store {
                 .bind(Utc::now()).execute(p).await?;
         });
         Ok(())
+    }
+
+    /// Registrants of a chunk still waiting for their callback.
+    pub async fn unresolved_mts_registrants(&self, chunk_id: i64) -> Result<Vec<i64>> {
+        const SQL: &str = "SELECT registrant_id FROM mts_records WHERE chunk_id = $1 \
+            AND state = 'sent' ORDER BY registrant_id";
+        let rows: Vec<(i64,)> = with_db!(self, read, p => {
+            sqlx::query_as(SQL).bind(chunk_id).fetch_all(p).await?
+        });
+        Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
     /// The callbacks of a chunk's unresolved records are lost: they become failed with

@@ -232,3 +232,186 @@ async fn mts_down_at_submit_marks_nothing_sent() {
         t.stop().await;
     }
 }
+
+async fn connector(t: &TestApp, name: &str, mts_url: &str, extra: Value) -> i64 {
+    let mut body = json!({
+        "name": name, "mts_url": mts_url,
+        "callback_url": format!("{}/api/v1/mts/callbacks/0", t.base),
+        "callback_password": "correct horse battery",
+    });
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    let (st, c) = t.post("/api/v1/mts/connectors", &t.admin, body).await;
+    assert_eq!(st, 201, "{c}");
+    let cid = c["id"].as_i64().expect("id");
+    let (st, c) = t
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/mts/connectors/{cid}"),
+            &t.admin,
+            Some(json!({"callback_url": format!("{}/api/v1/mts/callbacks/{cid}", t.base)})),
+        )
+        .await;
+    assert_eq!(st, 200, "{c}");
+    cid
+}
+
+async fn has_token(t: &TestApp, id: i64) -> bool {
+    ids(t, id)
+        .await
+        .iter()
+        .any(|(k, _)| k == "MOSIP AUTH TOKEN")
+}
+
+async fn wait_token(t: &TestApp, id: i64) {
+    let start = Instant::now();
+    while !has_token(t, id).await {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no token for {id}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn enqueue(t: &TestApp, kind: &str, payload: Value) {
+    t.app
+        .store
+        .enqueue(g2p_store::jobs::NewJob::new(kind, payload))
+        .await
+        .expect("enqueue");
+}
+
+#[tokio::test]
+async fn recurring_connector_takes_only_the_delta_until_stopped() {
+    let (mts, mts_url) = start_mts().await;
+    for t in TestApp::all().await {
+        let first = person(&t, 1, "6000001").await;
+        let cid = connector(
+            &t,
+            "recurring",
+            &mts_url,
+            json!({"job_type": "recurring", "interval_minutes": 60,
+                   "filter": [["family_name", "=", "Diaz"]]}),
+        )
+        .await;
+        let (st, run) = t
+            .post(
+                &format!("/api/v1/mts/connectors/{cid}/start"),
+                &t.admin,
+                json!({}),
+            )
+            .await;
+        assert_eq!(st, 202, "{run}");
+        t.drain_jobs().await;
+        wait_run(&t, run["id"].as_i64().expect("id")).await;
+        assert!(has_token(&t, first).await);
+        let (_, s) = t.get("/api/v1/schedules", &t.admin).await;
+        assert!(
+            s.to_string().contains(&format!("mts-connector-{cid}")),
+            "a schedule per running connector: {s}"
+        );
+
+        // The next tick takes only the new registrant.
+        let second = person(&t, 2, "6000002").await;
+        enqueue(&t, "mts.tick", json!({"connector_id": cid})).await;
+        t.drain_jobs().await;
+        wait_token(&t, second).await;
+        let (_, runs) = t
+            .get(&format!("/api/v1/mts/connectors/{cid}/runs"), &t.viewer)
+            .await;
+        assert_eq!(runs[0]["sent"], 1, "{runs}");
+        assert_eq!(runs[0]["kind"], "delta");
+
+        // Stopped: ticks do nothing, the schedule is gone.
+        let (st, c) = t
+            .post(
+                &format!("/api/v1/mts/connectors/{cid}/stop"),
+                &t.admin,
+                json!({}),
+            )
+            .await;
+        assert_eq!(st, 200, "{c}");
+        assert_eq!(c["state"], "stopped");
+        let third = person(&t, 3, "6000003").await;
+        enqueue(&t, "mts.tick", json!({"connector_id": cid})).await;
+        t.drain_jobs().await;
+        assert!(!has_token(&t, third).await);
+        let (_, runs) = t
+            .get(&format!("/api/v1/mts/connectors/{cid}/runs"), &t.viewer)
+            .await;
+        assert_eq!(runs.as_array().map(Vec::len), Some(2), "{runs}");
+        t.stop().await;
+    }
+    mts.abort().await;
+}
+
+/// MTS loses its queue after taking a chunk (restarted on a fresh database): the watchdog's
+/// status poll gets 404, and only the unresolved records are sent again.
+#[tokio::test]
+async fn lost_callbacks_are_recovered_by_status_polling() {
+    for t in TestApp::all().await {
+        let slow = MtsService::start(
+            MtsConfig::default(),
+            "sqlite::memory:",
+            Arc::new(MockAuthenticator {
+                latency: Duration::from_secs(30),
+                ..MockAuthenticator::new("mpartner-default-mosip")
+            }),
+        )
+        .await
+        .expect("mts");
+        let (addr, _) = slow
+            .serve("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("serve");
+        let a = person(&t, 1, "7000001").await;
+        let cid = connector(
+            &t,
+            "lossy",
+            &format!("http://{addr}"),
+            json!({"filter": [["id", "=", a]]}),
+        )
+        .await;
+        let (st, run) = t
+            .post(
+                &format!("/api/v1/mts/connectors/{cid}/runs"),
+                &t.admin,
+                json!({}),
+            )
+            .await;
+        assert_eq!(st, 202, "{run}");
+        // Callbacks are overdue at once.
+        let cfg = g2p::Config {
+            mts_callback_deadline_secs: 0,
+            ..g2p::Config::default()
+        };
+        let runner = g2p::job_runner(t.app.store.clone(), &cfg, t.app.state.secrets.clone());
+        runner.drain_until_idle().await.expect("drain");
+        // Gone with its queue before any callback.
+        slow.abort().await;
+        let (fresh, fresh_url) = start_mts().await;
+        let (st, _) = t
+            .call(
+                reqwest::Method::PATCH,
+                &format!("/api/v1/mts/connectors/{cid}"),
+                &t.admin,
+                Some(json!({"mts_url": fresh_url})),
+            )
+            .await;
+        assert_eq!(st, 200);
+        assert!(!has_token(&t, a).await);
+
+        enqueue(&t, "mts.watchdog", json!({})).await;
+        runner.drain_until_idle().await.expect("drain");
+        wait_token(&t, a).await;
+        let (_, runs) = t
+            .get(&format!("/api/v1/mts/connectors/{cid}/runs"), &t.viewer)
+            .await;
+        assert_eq!(runs[0]["kind"], "retry", "{runs}");
+        assert_eq!(runs[0]["sent"], 1, "{runs}");
+        fresh.abort().await;
+        t.stop().await;
+    }
+}

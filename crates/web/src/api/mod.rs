@@ -82,6 +82,8 @@ pub fn router(state: AppState) -> axum::Router {
         .routes(routes!(mts::get_one, mts::update))
         .routes(routes!(mts::list_runs, mts::run_now))
         .routes(routes!(mts::get_run))
+        .routes(routes!(mts::start))
+        .routes(routes!(mts::stop))
         .routes(routes!(mts::failures))
         .routes(routes!(mts::retry_failed))
         .routes(routes!(mts::duplicates))

@@ -7,13 +7,14 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use g2p_domain::mts_connector::{
-    CALLBACK_KEYS, CallbackAuthType, MtsConnectorInput, MtsConnectorSettings,
+    CALLBACK_KEYS, CallbackAuthType, JobType, MtsConnectorInput, MtsConnectorSettings,
 };
 use g2p_store::audit::Actor;
 use g2p_store::jobs::NewJob;
+use g2p_store::jobs::schedules::ScheduleSpec;
 use g2p_store::mts::{
-    MTS_RUN_JOB, MtsCallbackItem, MtsCallbackPolicy, MtsCallbackReport, MtsConnectorRow,
-    MtsDuplicate, MtsFailure, MtsRun, MtsRunProgress,
+    MTS_RUN_JOB, MTS_TICK_JOB, MtsCallbackItem, MtsCallbackPolicy, MtsCallbackReport,
+    MtsConnectorRow, MtsDuplicate, MtsFailure, MtsRun, MtsRunProgress, mts_schedule_name,
 };
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -250,6 +251,61 @@ pub async fn run_now(
         "delta"
     };
     start_run(&s, &c, id, kind, selection).await
+}
+
+/// Starts the connector: a recurring one runs now and then every interval until stopped; a
+/// one-time one runs once. 202 with the first run.
+#[utoipa::path(post, path = "/api/v1/mts/connectors/{id}/start", tag = "mts", operation_id = "start_mts_connector",
+    params(("id" = i64, Path)),
+    responses((status = 202, body = RunView), (status = 409, body = ErrorBody)))]
+pub async fn start(
+    State(s): State<AppState>,
+    c: Caller,
+    Path(id): Path<i64>,
+) -> Result<(StatusCode, Json<RunView>), ApiError> {
+    c.require_admin()?;
+    let row = s.store.get_mts_connector(id).await?;
+    let settings: MtsConnectorSettings =
+        serde_json::from_value(row.settings.0).map_err(ApiError::internal)?;
+    let started = start_run(&s, &c, id, "delta", None).await?;
+    if settings.job_type == JobType::Recurring {
+        s.store
+            .upsert_schedule(
+                &mts_schedule_name(id),
+                MTS_TICK_JOB,
+                json!({"connector_id": id}),
+                ScheduleSpec::EveryMinutes(settings.interval_minutes),
+            )
+            .await?;
+        s.store
+            .set_schedule_enabled(&mts_schedule_name(id), true)
+            .await?;
+        s.store
+            .set_mts_connector_state(id, "running", &c.actor())
+            .await?;
+    }
+    Ok(started)
+}
+
+/// Stops the connector: no more recurring runs, and a run in progress stops after its
+/// current chunk (callbacks of what was sent are still taken).
+#[utoipa::path(post, path = "/api/v1/mts/connectors/{id}/stop", tag = "mts", operation_id = "stop_mts_connector",
+    params(("id" = i64, Path)),
+    responses((status = 200, body = MtsConnectorView), (status = 404, body = ErrorBody)))]
+pub async fn stop(
+    State(s): State<AppState>,
+    c: Caller,
+    Path(id): Path<i64>,
+) -> Result<Json<MtsConnectorView>, ApiError> {
+    c.require_admin()?;
+    s.store.get_mts_connector(id).await?;
+    s.store.delete_schedule(&mts_schedule_name(id)).await?;
+    s.store.stop_mts_runs(id).await?;
+    let row = s
+        .store
+        .set_mts_connector_state(id, "stopped", &c.actor())
+        .await?;
+    Ok(Json(view(row)?))
 }
 
 #[utoipa::path(get, path = "/api/v1/mts/connectors/{id}/runs", tag = "mts", operation_id = "list_mts_runs",
