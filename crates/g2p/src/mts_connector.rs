@@ -65,7 +65,7 @@ impl MtsWorker {
         }
         let run = match ctx
             .store
-            .create_mts_run(connector_id, "delta", None, "schedule")
+            .create_mts_run(connector_id, "delta", None, None, "schedule")
             .await
         {
             Ok(r) => r,
@@ -177,9 +177,15 @@ impl MtsWorker {
             if ids.is_empty() {
                 continue;
             }
-            let selection = json!({"registrant_ids": ids});
+            let selection = json!({"registrants": ids.len()});
             match store
-                .create_mts_run(connector_id, "retry", Some(&selection), "watchdog")
+                .create_mts_run(
+                    connector_id,
+                    "retry",
+                    Some(&selection),
+                    Some(&ids),
+                    "watchdog",
+                )
                 .await
             {
                 Ok(run) => {
@@ -257,17 +263,16 @@ async fn send_run(
         .unwrap_or_else(|| settings.filter.clone());
     let filter =
         Domain::from_json(&filter_json).map_err(|e| JobError::permanent(format!("filter: {e}")))?;
-    let ids: Option<Vec<i64>> = selection
+    // Manual and retry runs with a list of registrants keep it in mts_run_targets.
+    let targeted = selection
         .as_ref()
-        .and_then(|s| s.get("registrant_ids"))
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_i64).collect());
+        .is_some_and(|s| s.get("registrants").is_some());
     let sel = MtsSelection {
         connector_id: row.id,
         vid_id_type: &settings.vid_id_type,
         token_id_type: &settings.token_id_type,
         filter: &filter,
-        ids: ids.as_deref(),
+        targets_of_run: targeted.then_some(run.id),
         max_attempts: i64::from(settings.failed_retry.max_attempts),
         ignore_retry_time: run.kind != "delta",
     };

@@ -110,8 +110,8 @@ pub struct MtsSelection<'a> {
     pub vid_id_type: &'a str,
     pub token_id_type: &'a str,
     pub filter: &'a Domain,
-    /// Manual import by ids.
-    pub ids: Option<&'a [i64]>,
+    /// Restricted to the targets of this run (a manual import by ids).
+    pub targets_of_run: Option<i64>,
     /// Failed records are taken while their attempts are below this.
     pub max_attempts: i64,
     /// Manual runs take failed records now, whatever their retry time.
@@ -330,11 +330,13 @@ impl Store {
     // ------------------------------------------------------------------ runs
 
     /// Queues a run. At most one run of a connector is queued or running at a time.
+    /// `targets`: a manual import's registrant ids (stored with the run, not in `selection`).
     pub async fn create_mts_run(
         &self,
         connector_id: i64,
         kind: &str,
         selection: Option<&Value>,
+        targets: Option<&[i64]>,
         created_by: &str,
     ) -> Result<MtsRun> {
         const ACTIVE: &str = "SELECT id FROM mts_runs WHERE connector_id = $1 \
@@ -368,6 +370,24 @@ impl Store {
                 .bind(Utc::now())
                 .fetch_one(&mut *tx)
                 .await?;
+            if let Some(ids) = targets {
+                let mut ids = ids.to_vec();
+                ids.sort_unstable();
+                ids.dedup();
+                for part in ids.chunks(500) {
+                    let rows: Vec<String> =
+                        (0..part.len()).map(|i| format!("($1, ${})", i + 2)).collect();
+                    let sql = format!(
+                        "INSERT INTO mts_run_targets (run_id, registrant_id) VALUES {}",
+                        rows.join(", ")
+                    );
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(run.id);
+                    for id in part {
+                        q = q.bind(*id);
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+            }
             tx.commit().await?;
             Ok(run)
         })
@@ -484,14 +504,13 @@ impl Store {
             let now = next(&mut params, SqlValue::DateTime(Utc::now()));
             format!(" AND m.next_retry_at <= {now}")
         };
-        let ids = match sel.ids {
-            Some([]) => " AND 1 = 0".to_owned(),
-            Some(ids) => {
-                let ph: Vec<String> = ids
-                    .iter()
-                    .map(|i| next(&mut params, SqlValue::Int(*i)))
-                    .collect();
-                format!(" AND r.id IN ({})", ph.join(", "))
+        let ids = match sel.targets_of_run {
+            Some(run) => {
+                let run = next(&mut params, SqlValue::Int(run));
+                format!(
+                    " AND r.id IN (SELECT t.registrant_id FROM mts_run_targets t \
+                     WHERE t.run_id = {run})"
+                )
             }
             None => String::new(),
         };

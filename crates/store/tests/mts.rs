@@ -46,7 +46,7 @@ fn selection<'a>(connector_id: i64, filter: &'a Domain) -> MtsSelection<'a> {
         vid_id_type: VID,
         token_id_type: TOKEN,
         filter,
-        ids: None,
+        targets_of_run: None,
         max_attempts: 3,
         ignore_retry_time: false,
     }
@@ -106,12 +106,12 @@ async fn claim_callback_and_delta() {
         let c = connector(&store).await;
         let all = Domain::parse_str("[]").unwrap();
         let run = store
-            .create_mts_run(c, "delta", None, "test")
+            .create_mts_run(c, "delta", None, None, "test")
             .await
             .unwrap();
         // A second run of the same connector waits for the first.
         assert!(matches!(
-            store.create_mts_run(c, "delta", None, "test").await,
+            store.create_mts_run(c, "delta", None, None, "test").await,
             Err(StoreError::Conflict { .. })
         ));
 
@@ -203,7 +203,7 @@ async fn claim_callback_and_delta() {
         assert_eq!(store.complete_mts_runs().await.unwrap(), 1);
         let d = person(&store, 4, Some("4444")).await;
         let run2 = store
-            .create_mts_run(c, "delta", None, "test")
+            .create_mts_run(c, "delta", None, None, "test")
             .await
             .unwrap();
         let claim = store
@@ -238,28 +238,31 @@ async fn manual_ids_and_duplicates() {
         let c = connector(&store).await;
         let all = Domain::parse_str("[]").unwrap();
         let run = store
-            .create_mts_run(c, "manual", None, "test")
+            .create_mts_run(c, "manual", None, Some(&[b, b, 999_999]), "test")
             .await
             .unwrap();
-        let ids = [b];
         let sel = MtsSelection {
-            ids: Some(&ids),
+            targets_of_run: Some(run.id),
             ..selection(c, &all)
         };
         let claim = store.claim_mts_chunk(run.id, 0, &sel, 10).await.unwrap();
-        assert_eq!(claim.records.len(), 1);
+        assert_eq!(claim.records.len(), 1, "only the listed registrant");
         assert_eq!(claim.records[0].registrant.id, b);
         let rb = claim.records[0].reference.clone();
+        assert!(
+            store
+                .create_mts_run(c, "manual", None, Some(&[a]), "test")
+                .await
+                .is_err(),
+            "one active run per connector"
+        );
         // Both end up with the same token: flagged as possible duplicates.
-        let run2_claim = {
-            let ids = [a];
-            let sel = MtsSelection {
-                ids: Some(&ids),
-                ..selection(c, &all)
-            };
-            store.claim_mts_chunk(run.id, 0, &sel, 10).await.unwrap()
-        };
-        let ra = run2_claim.records[0].reference.clone();
+        let everyone = store
+            .claim_mts_chunk(run.id, 0, &selection(c, &all), 10)
+            .await
+            .unwrap();
+        assert_eq!(everyone.records.len(), 1, "b is in flight");
+        let ra = everyone.records[0].reference.clone();
         store
             .apply_mts_callbacks(
                 &policy(c),
@@ -283,7 +286,7 @@ async fn racing_claims_never_send_a_registrant_twice() {
         let c = connector(&store).await;
         let all = Domain::parse_str("[]").unwrap();
         let run = store
-            .create_mts_run(c, "delta", None, "test")
+            .create_mts_run(c, "delta", None, None, "test")
             .await
             .unwrap();
         let claims = futures::future::join_all((0..4).map(|_| {

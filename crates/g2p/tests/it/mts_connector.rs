@@ -415,3 +415,73 @@ async fn lost_callbacks_are_recovered_by_status_polling() {
         t.stop().await;
     }
 }
+
+#[tokio::test]
+async fn manual_import_by_id_list_and_by_csv() {
+    let (mts, mts_url) = start_mts().await;
+    for t in TestApp::all().await {
+        let a = person(&t, 1, "8100001").await;
+        let b = person(&t, 2, "8100002").await;
+        let c = person(&t, 3, "8100003").await;
+        let cid = connector(&t, "manual", &mts_url, json!({})).await;
+
+        let (st, run) = t
+            .post(
+                &format!("/api/v1/mts/connectors/{cid}/runs"),
+                &t.admin,
+                json!({"registrant_ids": [a]}),
+            )
+            .await;
+        assert_eq!(st, 202, "{run}");
+        assert_eq!(run["kind"], "manual");
+        t.drain_jobs().await;
+        let done = wait_run(&t, run["id"].as_i64().expect("id")).await;
+        assert_eq!(done["sent"], 1, "{done}");
+        assert!(has_token(&t, a).await && !has_token(&t, b).await);
+
+        let r = t
+            .request(
+                reqwest::Method::POST,
+                &format!("/api/v1/mts/connectors/{cid}/runs"),
+                Some(&t.admin),
+            )
+            .header("content-type", "text/csv")
+            .body(format!("registrant_id\n{b}\n"))
+            .send()
+            .await
+            .expect("upload");
+        let (st, run) = TestApp::parse(r).await;
+        assert_eq!(st, 202, "{run}");
+        t.drain_jobs().await;
+        let done = wait_run(&t, run["id"].as_i64().expect("id")).await;
+        assert_eq!(done["sent"], 1, "{done}");
+        assert!(has_token(&t, b).await && !has_token(&t, c).await);
+
+        // A bad CSV names its line; nothing is queued.
+        let r = t
+            .request(
+                reqwest::Method::POST,
+                &format!("/api/v1/mts/connectors/{cid}/runs"),
+                Some(&t.admin),
+            )
+            .header("content-type", "text/csv")
+            .body(format!("{c}\nnot-an-id\n"))
+            .send()
+            .await
+            .expect("upload");
+        let (st, v) = TestApp::parse(r).await;
+        assert_eq!(st, 422, "{v}");
+        assert!(v.to_string().contains("csv.line_2"), "{v}");
+        // A registrar may not run connectors.
+        let (st, _) = t
+            .post(
+                &format!("/api/v1/mts/connectors/{cid}/runs"),
+                &t.registrar,
+                json!({}),
+            )
+            .await;
+        assert_eq!(st, 403);
+        t.stop().await;
+    }
+    mts.abort().await;
+}

@@ -45,6 +45,13 @@ CREATE TABLE mts_runs (
 CREATE INDEX mts_runs_connector_idx ON mts_runs (connector_id, id);
 CREATE INDEX mts_runs_status_idx ON mts_runs (status, id);
 
+-- A manual import's registrants (an id list or an uploaded CSV), however many.
+CREATE TABLE mts_run_targets (
+    run_id INTEGER NOT NULL REFERENCES mts_runs (id) ON DELETE CASCADE,
+    registrant_id INTEGER NOT NULL,
+    PRIMARY KEY (run_id, registrant_id)
+);
+
 -- One MTS request (a chunk of a run).
 CREATE TABLE mts_chunks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

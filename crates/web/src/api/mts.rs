@@ -181,11 +181,18 @@ async fn start_run(
     connector_id: i64,
     kind: &str,
     selection: Option<Value>,
+    targets: Option<&[i64]>,
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
     s.store.get_mts_connector(connector_id).await?;
     let run = s
         .store
-        .create_mts_run(connector_id, kind, selection.as_ref(), &c.actor().name)
+        .create_mts_run(
+            connector_id,
+            kind,
+            selection.as_ref(),
+            targets,
+            &c.actor().name,
+        )
         .await?;
     s.store
         .enqueue(
@@ -203,20 +210,64 @@ async fn start_run(
     ))
 }
 
-/// Runs now: the delta, or a manual import when ids or a filter are given. 202 with the run;
-/// a worker does the work.
+/// Largest id list of one manual import.
+const MAX_TARGETS: usize = 1_000_000;
+
+/// Registrant ids from an uploaded CSV: one per line, in the first column, with or without a
+/// header line (`id` or `registrant_id`).
+fn ids_from_csv(body: &[u8]) -> Result<Vec<i64>, ApiError> {
+    let text =
+        std::str::from_utf8(body).map_err(|_| ApiError::field("csv", "must be UTF-8 text"))?;
+    let mut ids = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let cell = line
+            .split([',', ';', '\t'])
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches('"');
+        if cell.is_empty() {
+            continue;
+        }
+        match cell.parse::<i64>() {
+            Ok(id) if id > 0 => ids.push(id),
+            _ if n == 0 && matches!(cell, "id" | "registrant_id") => {}
+            _ => {
+                return Err(ApiError::field(
+                    &format!("csv.line_{}", n + 1),
+                    format!("{cell:?} is not a registrant id"),
+                ));
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// Runs now: the delta; or a manual import, when the body names registrant ids (JSON
+/// `registrant_ids`, or a `text/csv` upload of ids) or a filter. 202 with the run; a worker
+/// does the work.
 #[utoipa::path(post, path = "/api/v1/mts/connectors/{id}/runs", tag = "mts", operation_id = "run_mts_connector",
-    params(("id" = i64, Path)), request_body = Option<RunRequest>,
+    params(("id" = i64, Path)), request_body(content = Option<RunRequest>, description = "JSON, or text/csv of registrant ids"),
     responses((status = 202, body = RunView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn run_now(
     State(s): State<AppState>,
     c: Caller,
     Path(id): Path<i64>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
     c.require_admin()?;
+    let csv = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/csv"));
     // The body is optional: none (or empty) runs the delta.
-    let req: RunRequest = if body.iter().all(u8::is_ascii_whitespace) {
+    let req: RunRequest = if csv {
+        RunRequest {
+            registrant_ids: Some(ids_from_csv(&body)?),
+            filter: None,
+        }
+    } else if body.iter().all(u8::is_ascii_whitespace) {
         RunRequest::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest {
@@ -224,33 +275,26 @@ pub async fn run_now(
             message: format!("invalid run request: {e}"),
         })?
     };
-    let selection = match (req.registrant_ids, req.filter) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::field(
-                "registrant_ids",
-                "give registrant_ids or filter, not both",
-            ));
+    match (req.registrant_ids, req.filter) {
+        (Some(_), Some(_)) => Err(ApiError::field(
+            "registrant_ids",
+            "give registrant_ids or filter, not both",
+        )),
+        (Some(ids), None) if ids.is_empty() || ids.len() > MAX_TARGETS => Err(ApiError::field(
+            "registrant_ids",
+            format!("between 1 and {MAX_TARGETS} ids"),
+        )),
+        (Some(ids), None) => {
+            let selection = json!({"registrants": ids.len()});
+            start_run(&s, &c, id, "manual", Some(selection), Some(&ids)).await
         }
-        (Some(ids), None) if ids.is_empty() || ids.len() > 10_000 => {
-            return Err(ApiError::field(
-                "registrant_ids",
-                "between 1 and 10000 ids (upload a CSV for more)",
-            ));
-        }
-        (Some(ids), None) => Some(json!({"registrant_ids": ids})),
         (None, Some(f)) => {
             g2p_domain::filter::Domain::from_json(&f)
                 .map_err(|e| ApiError::field("filter", e.to_string()))?;
-            Some(json!({"filter": f}))
+            start_run(&s, &c, id, "manual", Some(json!({"filter": f})), None).await
         }
-        (None, None) => None,
-    };
-    let kind = if selection.is_some() {
-        "manual"
-    } else {
-        "delta"
-    };
-    start_run(&s, &c, id, kind, selection).await
+        (None, None) => start_run(&s, &c, id, "delta", None, None).await,
+    }
 }
 
 /// Starts the connector: a recurring one runs now and then every interval until stopped; a
@@ -267,7 +311,7 @@ pub async fn start(
     let row = s.store.get_mts_connector(id).await?;
     let settings: MtsConnectorSettings =
         serde_json::from_value(row.settings.0).map_err(ApiError::internal)?;
-    let started = start_run(&s, &c, id, "delta", None).await?;
+    let started = start_run(&s, &c, id, "delta", None, None).await?;
     if settings.job_type == JobType::Recurring {
         s.store
             .upsert_schedule(
@@ -377,7 +421,7 @@ pub async fn retry_failed(
     c.require_admin()?;
     s.store.get_mts_connector(id).await?;
     s.store.reset_mts_failures(id).await?;
-    start_run(&s, &c, id, "retry", None).await
+    start_run(&s, &c, id, "retry", None, None).await
 }
 
 #[utoipa::path(get, path = "/api/v1/mts/duplicates", tag = "mts", operation_id = "list_mts_duplicates",
