@@ -970,42 +970,50 @@ impl Store {
 
     // ------------------------------------------------------------------ callback sessions
 
-    /// Stores a callback session (the SHA-256 of its cookie) for `ttl`.
+    /// Stores a callback session (the SHA-256 of its cookie) for `ttl`, valid for the given
+    /// connectors (every connector whose credentials the login matched).
     pub async fn create_mts_callback_session(
         &self,
         token: &str,
-        connector_id: i64,
+        connector_ids: &[i64],
         ttl: Duration,
     ) -> Result<()> {
         let now = Utc::now();
+        let hash = session_hash(token);
         with_db!(self, write, p => {
             let mut tx = p.begin().await?;
             sqlx::query("DELETE FROM mts_callback_sessions WHERE expires_at < $1")
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("INSERT INTO mts_callback_sessions (token_hash, connector_id, \
-                 expires_at, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(session_hash(token))
-                .bind(connector_id)
-                .bind(now + ttl)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            for id in connector_ids {
+                sqlx::query("INSERT INTO mts_callback_sessions (token_hash, connector_id, \
+                     expires_at, created_at) VALUES ($1, $2, $3, $4)")
+                    .bind(&hash)
+                    .bind(*id)
+                    .bind(now + ttl)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
         });
         Ok(())
     }
 
-    /// The connector of a live callback session.
-    pub async fn mts_callback_session(&self, token: &str) -> Result<Option<i64>> {
-        const SQL: &str = "SELECT connector_id FROM mts_callback_sessions \
-            WHERE token_hash = $1 AND expires_at > $2";
-        let row: Option<(i64,)> = with_db!(self, read, p => {
-            sqlx::query_as(SQL).bind(session_hash(token)).bind(Utc::now())
+    /// Whether a live callback session is valid for `connector_id`.
+    pub async fn mts_callback_session_allows(
+        &self,
+        token: &str,
+        connector_id: i64,
+    ) -> Result<bool> {
+        const SQL: &str = "SELECT 1 FROM mts_callback_sessions \
+            WHERE token_hash = $1 AND connector_id = $2 AND expires_at > $3";
+        let row: Option<(i32,)> = with_db!(self, read, p => {
+            sqlx::query_as(SQL).bind(session_hash(token)).bind(connector_id).bind(Utc::now())
                 .fetch_optional(p).await?
         });
-        Ok(row.map(|r| r.0))
+        Ok(row.is_some())
     }
 
     pub async fn delete_mts_callback_session(&self, token: &str) -> Result<()> {

@@ -60,6 +60,8 @@ async fn login(s: &AppState, body: &[u8]) -> Result<Option<Response>, ApiError> 
     ) else {
         return Ok(None);
     };
+    // Every odoo connector with these credentials: two connectors may share a login.
+    let mut matched = Vec::new();
     for row in s.store.list_mts_connectors().await? {
         let Ok(st) = serde_json::from_value::<MtsConnectorSettings>(row.settings.0.clone()) else {
             continue;
@@ -77,33 +79,35 @@ async fn login(s: &AppState, body: &[u8]) -> Result<Option<Response>, ApiError> 
             .secrets
             .open(CALLBACK_SECRET_CONTEXT, sealed)
             .map_err(ApiError::internal)?;
-        if !bool::from(password.as_bytes().ct_eq(secret.expose_secret().as_bytes())) {
-            continue;
+        if bool::from(password.as_bytes().ct_eq(secret.expose_secret().as_bytes())) {
+            matched.push(row.id);
         }
-        let token = format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        );
-        s.store
-            .create_mts_callback_session(&token, row.id, SESSION_TTL)
-            .await?;
-        tracing::info!(connector = row.id, "mts callback session opened");
-        let cookie = format!(
-            "{COOKIE_NAME}={token}; Path=/api/v1/mts/callbacks/{}; HttpOnly; SameSite=Strict; \
-             Max-Age={}",
-            row.id,
-            SESSION_TTL.num_seconds()
-        );
-        let mut resp = Json(json!({"jsonrpc": "2.0", "id": null, "result": {
-            "uid": row.id, "db": db, "username": user, "is_admin": false}}))
-        .into_response();
-        if let Ok(h) = HeaderValue::from_str(&cookie) {
-            resp.headers_mut().insert(SET_COOKIE, h);
-        }
-        return Ok(Some(resp));
     }
-    Ok(None)
+    let Some(&uid) = matched.first() else {
+        return Ok(None);
+    };
+    let token = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    s.store
+        .create_mts_callback_session(&token, &matched, SESSION_TTL)
+        .await?;
+    tracing::info!(connectors = ?matched, "mts callback session opened");
+    // Sent back only to the callback receivers.
+    let cookie = format!(
+        "{COOKIE_NAME}={token}; Path=/api/v1/mts/callbacks; HttpOnly; SameSite=Strict; \
+         Max-Age={}",
+        SESSION_TTL.num_seconds()
+    );
+    let mut resp = Json(json!({"jsonrpc": "2.0", "id": null, "result": {
+        "uid": uid, "db": db, "username": user, "is_admin": false}}))
+    .into_response();
+    if let Ok(h) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(SET_COOKIE, h);
+    }
+    Ok(Some(resp))
 }
 
 pub async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Response {

@@ -12,6 +12,8 @@ use serde_json::Value;
 
 pub struct TestApp {
     pub app: App,
+    /// The app's configuration (a second node on the same database starts from it).
+    pub cfg: Config,
     pub backend: Backend,
     pub base: String,
     pub client: Client,
@@ -73,6 +75,7 @@ impl TestApp {
         let base = app.url();
         Some(TestApp {
             app,
+            cfg,
             backend,
             base,
             client: Client::builder()

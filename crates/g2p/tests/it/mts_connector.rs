@@ -75,7 +75,12 @@ async fn wait_run(t: &TestApp, run: i64) -> Value {
 async fn tokenises_registrants_through_mts_callbacks() {
     let (mts, mts_url) = start_mts().await;
     for t in TestApp::all().await {
-        for (auth_type, bulk) in [("staticBearer", false), ("odoo", true)] {
+        for (auth_type, bulk) in [
+            ("staticBearer", false),
+            ("staticBearer", true),
+            ("odoo", false),
+            ("odoo", true),
+        ] {
             let ok = person(&t, 1, &format!("{}1{auth_type}", 4000 + usize::from(bulk))).await;
             // 9999…: the mock answers IDA-DEA-001.
             let bad = person(
@@ -84,6 +89,15 @@ async fn tokenises_registrants_through_mts_callbacks() {
                 &format!("9999{}{}", usize::from(bulk), auth_type.len()),
             )
             .await;
+            // No address: MTS finds the record invalid (fullAddress is mandatory).
+            let invalid = t
+                .create_individual(json!({
+                    "given_name": "No", "family_name": "Address", "gender": "Female",
+                    "birthdate": "1990-01-31",
+                    "ids": [{"id_type": "MOSIP VID", "value":
+                        format!("77{}{}", usize::from(bulk), auth_type.len())}],
+                }))
+                .await;
             let (st, c) = t
                 .post(
                     "/api/v1/mts/connectors",
@@ -95,7 +109,7 @@ async fn tokenises_registrants_through_mts_callbacks() {
                         "callback_auth_type": auth_type,
                         "callback_password": "correct horse battery",
                         "call_in_bulk": bulk,
-                        "filter": [["id", "in", [ok, bad]]],
+                        "filter": [["id", "in", [ok, bad, invalid]]],
                     }),
                 )
                 .await;
@@ -129,9 +143,9 @@ async fn tokenises_registrants_through_mts_callbacks() {
             let run_id = run["id"].as_i64().expect("run id");
             t.drain_jobs().await;
             let done = wait_run(&t, run_id).await;
-            assert_eq!(done["sent"], 2, "{done}");
+            assert_eq!(done["sent"], 3, "{done}");
             assert_eq!(done["progress"]["processed"], 1, "{done}");
-            assert_eq!(done["progress"]["failed"], 1, "{done}");
+            assert_eq!(done["progress"]["failed"], 2, "{done}");
 
             let vid = format!("{}1{auth_type}", 4000 + usize::from(bulk));
             assert_eq!(
@@ -150,6 +164,15 @@ async fn tokenises_registrants_through_mts_callbacks() {
                 .await;
             assert_eq!(f[0]["registrant_id"], bad, "{f}");
             assert_eq!(f[0]["error_code"], "IDA-DEA-001", "{f}");
+            assert_eq!(f[1]["registrant_id"], invalid, "{f}");
+            assert!(
+                f[1]["error_code"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("ATS-REQ-"),
+                "{f}"
+            );
+            assert_eq!(ids(&t, invalid).await.len(), 1, "invalid: IDs untouched");
 
             // The next delta takes nothing: one done, one failed and not yet due.
             let (st, run) = t
@@ -483,5 +506,80 @@ async fn manual_import_by_id_list_and_by_csv() {
         assert_eq!(st, 403);
         t.stop().await;
     }
+    mts.abort().await;
+}
+
+/// Two nodes on one PostgreSQL database: runs asked for at once from both (API, schedule
+/// ticks) and workers on both never send a registrant twice.
+#[tokio::test]
+async fn two_nodes_on_one_postgres_never_submit_a_registrant_twice() {
+    let Some(t) = TestApp::spawn(g2p_store::Backend::Postgres).await else {
+        return; // no PostgreSQL here (CI requires it: spawn fails there instead)
+    };
+    let other = g2p::App::start(&t.cfg, None).await.expect("second node");
+    let (mts, mts_url) = start_mts().await;
+    let n = 120;
+    let mut people = Vec::new();
+    for i in 0..n {
+        people.push(person(&t, i, &format!("82{i:05}")).await);
+    }
+    let cid = connector(
+        &t,
+        "two nodes",
+        &mts_url,
+        json!({"chunk_size": 10, "job_type": "recurring", "interval_minutes": 60,
+               "filter": [["family_name", "=", "Diaz"]]}),
+    )
+    .await;
+    // Both nodes asked to run at the same moment: one run, one 409.
+    let path = format!("/api/v1/mts/connectors/{cid}/runs");
+    let a = t
+        .client
+        .post(t.url(&path))
+        .bearer_auth(&t.admin)
+        .json(&json!({}))
+        .send();
+    let b = t
+        .client
+        .post(format!("{}{path}", other.url()))
+        .bearer_auth(&t.admin)
+        .json(&json!({}))
+        .send();
+    let (a, b) = tokio::join!(a, b);
+    let mut codes = [
+        a.expect("a").status().as_u16(),
+        b.expect("b").status().as_u16(),
+    ];
+    codes.sort_unstable();
+    assert_eq!(codes, [202, 409]);
+    t.app
+        .store
+        .set_mts_connector_state(cid, "running", &g2p_store::audit::Actor::system("test"))
+        .await
+        .expect("running");
+    for _ in 0..2 {
+        enqueue(&t, "mts.tick", json!({"connector_id": cid})).await;
+    }
+    // Workers on both nodes.
+    let ra = g2p::job_runner(t.app.store.clone(), &t.cfg, t.app.state.secrets.clone());
+    let rb = g2p::job_runner(other.store.clone(), &t.cfg, other.state.secrets.clone());
+    let (x, y) = tokio::join!(ra.drain_until_idle(), rb.drain_until_idle());
+    x.expect("drain a");
+    y.expect("drain b");
+    for id in &people {
+        wait_token(&t, *id).await;
+    }
+    let (_, runs) = t
+        .get(&format!("/api/v1/mts/connectors/{cid}/runs"), &t.viewer)
+        .await;
+    let sent: i64 = runs
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|r| r["sent"].as_i64().unwrap_or(0))
+        .sum();
+    assert_eq!(sent, n as i64, "each registrant sent once: {runs}");
+    other.stop().await;
+    t.stop().await;
     mts.abort().await;
 }

@@ -98,8 +98,11 @@ CREATE INDEX mts_records_retry_idx ON mts_records (connector_id, state, next_ret
 -- Callback sessions opened by /web/session/authenticate (Odoo-compatible login of MTS).
 CREATE TABLE mts_callback_sessions (
     -- SHA-256 of the session_id cookie, hex.
-    token_hash TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL,
+    -- One row per connector whose credentials the login matched.
     connector_id BIGINT NOT NULL REFERENCES mts_connectors (id) ON DELETE CASCADE,
     expires_at TIMESTAMPTZ NOT NULL,
-    created_at TIMESTAMPTZ NOT NULL
+    created_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (token_hash, connector_id)
 );
+CREATE INDEX mts_callback_sessions_expiry_idx ON mts_callback_sessions (expires_at);

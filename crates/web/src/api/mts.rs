@@ -477,7 +477,7 @@ async fn callback_authenticated(
             ))
         }
         CallbackAuthType::Odoo => match crate::odoo::session_cookie(headers) {
-            Some(token) => Ok(s.store.mts_callback_session(&token).await? == Some(row.id)),
+            Some(token) => Ok(s.store.mts_callback_session_allows(&token, row.id).await?),
             None => Ok(false),
         },
     }
