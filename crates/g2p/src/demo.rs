@@ -1,15 +1,30 @@
-//! `g2p demo`: an embedded registry with realistic synthetic households, served at once.
-//! Generation is deterministic (seeded), so every demo shows the same people.
+//! `g2p demo`: an embedded registry with realistic synthetic households, served at once, and
+//! tokenised through the Registry MTS Connector against `g2p mts` running in-process (mock
+//! authenticator). `g2p demo --once [--json]` does the same without serving and prints a
+//! summary. Generation is deterministic (seeded), so every demo shows the same people.
 
-use anyhow::Context;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, anyhow};
 use chrono::{Duration, NaiveDate, Utc};
+use g2p_domain::filter::Domain;
+use g2p_domain::mts_connector::{MtsConnectorInput, MtsConnectorSettings};
 use g2p_domain::{
     BankAccountInput, MembershipInput, PhoneNumberInput, RegIdInput, RegistrantInput, Role,
 };
-use g2p_store::Store;
+use g2p_sim::mts::{MockAuthenticator, MtsConfig, MtsService};
 use g2p_store::audit::Actor;
-use serde_json::json;
+use g2p_store::mts::run_status;
+use g2p_store::{Store, StoreError};
+use g2p_web::api::mts::CALLBACK_SECRET_CONTEXT;
+use serde::Serialize;
+use serde_json::{Value, json};
 
+use crate::mts_connector::enqueue_run;
 use crate::{App, Config, shutdown_signal, telemetry};
 
 const GIVEN_F: &[&str] = &[
@@ -69,14 +84,41 @@ impl Gen {
     }
 }
 
+/// The `n`-th VID of the demo (1-based). Against `g2p mts` with the mock authenticator's
+/// default failures, every 10th fails demographic authentication (`9999…`, IDA-DEA-001), every
+/// 25th is unknown to IDA (`8888…`, IDA-MLC-018), and every 40th repeats an earlier person's
+/// VID, so that two registrants end up with the same token (a possible duplicate).
+fn demo_vid(g: &mut Gen, n: usize, good: &mut Vec<String>) -> String {
+    if n % 10 == 3 {
+        format!("9999{}", g.digits(12))
+    } else if n % 25 == 12 {
+        format!("8888{}", g.digits(12))
+    } else if n % 40 == 20
+        && let Some(earlier) = good.get(good.len() / 2)
+    {
+        earlier.clone()
+    } else {
+        let mut v = g.digits(16);
+        while v.starts_with("9999") || v.starts_with("8888") {
+            v = g.digits(16);
+        }
+        good.push(v.clone());
+        v
+    }
+}
+
 /// Builds the synthetic registry into `store`: households (groups) of 1–7 members with a head,
-/// IDs (some with a MOSIP VID, some already tokenised), phones and bank accounts.
+/// IDs (most individuals with a MOSIP VID, a few failing or duplicated on purpose, see
+/// [`demo_vid`]; some already tokenised), phones and bank accounts. Every individual has a
+/// name, gender, birthdate and address: what MTS requires by default.
 pub async fn populate(store: &Store, individuals: usize) -> anyhow::Result<usize> {
     let actor = Actor::system("demo");
     let today = Utc::now().date_naive();
     let mut g = Gen(0x9E37_79B9_7F4A_7C15);
     let mut made = 0usize;
     let mut household = 0usize;
+    let mut vids = 0usize;
+    let mut good_vids: Vec<String> = Vec::new();
     while made < individuals {
         household += 1;
         let family = g.pick(FAMILY);
@@ -123,14 +165,15 @@ pub async fn populate(store: &Store, individuals: usize) -> anyhow::Result<usize
                 value: format!("NID-{}", g.digits(9)),
                 ..Default::default()
             }];
-            // About a third hold a MOSIP VID awaiting tokenisation; a few are already tokenised.
-            if g.chance(35) {
+            // Most hold a MOSIP VID awaiting tokenisation; a few are already tokenised.
+            if g.chance(75) {
+                vids += 1;
                 ids.push(RegIdInput {
                     id_type: "MOSIP VID".into(),
-                    value: g.digits(16),
+                    value: demo_vid(&mut g, vids, &mut good_vids),
                     ..Default::default()
                 });
-            } else if g.chance(10) {
+            } else if g.chance(25) {
                 ids.push(RegIdInput {
                     id_type: "MOSIP AUTH TOKEN".into(),
                     value: format!("{:032x}", g.next() as u128 * g.next() as u128),
@@ -213,25 +256,415 @@ pub async fn populate(store: &Store, individuals: usize) -> anyhow::Result<usize
     Ok(made)
 }
 
-pub async fn run(cfg: Config, individuals: usize) -> anyhow::Result<()> {
+/// What `g2p demo` does besides creating the registry.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Individuals to generate when the registry is empty.
+    pub individuals: usize,
+    /// Tokenise once, print a summary and exit, instead of serving.
+    pub once: bool,
+    /// With `once`: the summary as one JSON object on stdout.
+    pub json: bool,
+    /// With `once`: how long to wait for the tokenisation run to complete.
+    pub timeout: std::time::Duration,
+}
+
+/// Name of the connector the demo creates (and finds again on the next start).
+pub const DEMO_CONNECTOR: &str = "Demo: tokenise the registry";
+
+/// Exit status of `g2p demo --once` when the run did not complete or its counts disagree.
+pub const EXIT_INCOMPLETE: i32 = 2;
+
+/// The outcome of one tokenisation run, as `g2p demo --once --json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoReport {
+    /// Individuals in the registry.
+    pub registrants: usize,
+    /// Individuals holding a MOSIP VID before the run.
+    pub with_vid: usize,
+    /// Records the run sent to MTS.
+    pub sent: i64,
+    /// Records that came back with a token (stored as MOSIP AUTH TOKEN).
+    pub tokenised: i64,
+    /// Individuals whose VID was removed (holders before the run minus holders after).
+    pub vids_removed: usize,
+    /// Failed records by MTS error code.
+    pub failed: BTreeMap<String, i64>,
+    /// Tokens shared by more than one registrant.
+    pub possible_duplicates: usize,
+    pub run_status: String,
+    /// From queueing the run to its end (or to the timeout).
+    pub seconds: f64,
+}
+
+impl DemoReport {
+    pub fn failed_total(&self) -> i64 {
+        self.failed.values().sum()
+    }
+
+    /// Why the run does not count as a success, if it does not.
+    pub fn problem(&self) -> Option<String> {
+        if self.run_status != run_status::COMPLETED {
+            return Some(format!(
+                "the tokenisation run did not complete (status {})",
+                self.run_status
+            ));
+        }
+        if self.sent != self.tokenised + self.failed_total() {
+            return Some(format!(
+                "sent {} records but {} came back tokenised and {} failed",
+                self.sent,
+                self.tokenised,
+                self.failed_total()
+            ));
+        }
+        None
+    }
+
+    fn human(&self) -> String {
+        let failed = if self.failed.is_empty() {
+            "none".to_owned()
+        } else {
+            self.failed
+                .iter()
+                .map(|(code, n)| format!("{code}: {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "{} individuals, {} holding a MOSIP VID\n\
+             sent to MTS: {}; tokenised: {} (VIDs removed: {}); failed: {} ({failed})\n\
+             possible duplicates: {} token(s) shared by more than one registrant\n\
+             run {} in {:.2} s",
+            self.registrants,
+            self.with_vid,
+            self.sent,
+            self.tokenised,
+            self.vids_removed,
+            self.failed_total(),
+            self.possible_duplicates,
+            self.run_status,
+            self.seconds,
+        )
+    }
+}
+
+/// `g2p demo`: creates the registry on first start, starts `g2p mts` (mock authenticator with
+/// its default failures) in-process, and tokenises the registry through a Registry MTS
+/// Connector calling back this application. Serves until Ctrl-C, or with `once` waits for the
+/// run and prints its summary. Returns the exit status.
+pub async fn run(mut cfg: Config, opts: DemoOptions) -> anyhow::Result<i32> {
+    // The run needs this process's worker, whatever the configuration says.
+    cfg.run_worker = true;
     let app = App::start(&cfg, telemetry::init_metrics()).await?;
     if app.store.count_registrants().await? == 0 {
-        eprintln!("creating the demo registry ({individuals} individuals)…");
-        let n = populate(&app.store, individuals)
+        eprintln!(
+            "creating the demo registry ({} individuals)…",
+            opts.individuals
+        );
+        let n = populate(&app.store, opts.individuals)
             .await
             .context("cannot create the demo data")?;
         eprintln!("created {n} individuals in households");
     }
+    let (mts, mts_url) = start_mts().await?;
+    let result = tokenise_and_report(&app, &mts_url, &opts).await;
+    mts.abort().await;
+    app.stop().await;
+    result
+}
+
+async fn tokenise_and_report(app: &App, mts_url: &str, opts: &DemoOptions) -> anyhow::Result<i32> {
+    let store = &app.store;
+    let registrants = count(store, &json!([["is_group", "=", false]])).await?;
+    let with_vid = count(store, &vid_holders()).await?;
+    let connector = demo_connector(app, mts_url).await?;
+    let started = Instant::now();
+    let run_id = start_run(store, connector).await?;
+    if !opts.once {
+        serve_banner(app, mts_url, connector, run_id).await?;
+        let reporter = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                // Serving: the run is reported when it ends, however long it takes.
+                let day = std::time::Duration::from_secs(86_400);
+                match report(
+                    &store,
+                    connector,
+                    run_id,
+                    registrants,
+                    with_vid,
+                    started,
+                    day,
+                )
+                .await
+                {
+                    Ok(r) => println!("tokenisation through MTS finished:\n{}", indent(&r.human())),
+                    Err(e) => tracing::warn!(error = %e, "demo: cannot report the run"),
+                }
+            })
+        };
+        shutdown_signal().await;
+        reporter.abort();
+        return Ok(0);
+    }
+    let r = report(
+        store,
+        connector,
+        run_id,
+        registrants,
+        with_vid,
+        started,
+        opts.timeout,
+    )
+    .await?;
+    let problem = r.problem();
+    if opts.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!("g2p demo: tokenised through MTS\n{}", indent(&r.human()));
+    }
+    std::io::stdout().flush()?;
+    match problem {
+        Some(p) => {
+            eprintln!("g2p demo: {p}");
+            Ok(EXIT_INCOMPLETE)
+        }
+        None => Ok(0),
+    }
+}
+
+fn indent(s: &str) -> String {
+    s.lines()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn serve_banner(app: &App, mts_url: &str, connector: i64, run_id: i64) -> anyhow::Result<()> {
     let (_, key) = app
         .store
         .create_api_key("demo", Role::Admin, &Actor::system("demo"))
         .await?;
+    let url = app.url();
     println!("g2p demo is running.");
-    println!("  console:  {}/", app.url());
-    println!("  API:      {}/api/v1/registrants", app.url());
+    println!("  console:  {url}/");
+    println!("  API:      {url}/api/v1/registrants");
     println!("  API key:  {key}   (admin; paste it into the console sign-in)");
+    println!("  MTS:      {mts_url}/   (g2p mts in-process, mock authenticator; VIDs 9999… fail)");
+    println!("  tokenising the registry: connector {connector}, run {run_id}");
+    println!(
+        "            console {url}/mts/{connector}, API {url}/api/v1/mts/connectors/{connector}/runs"
+    );
     println!("Press Ctrl-C to stop.");
-    shutdown_signal().await;
-    app.stop().await;
+    std::io::stdout().flush()?;
     Ok(())
+}
+
+/// `g2p mts` in-process on a free port: the mock authenticator with its default failures, on
+/// an in-memory queue (never the registry's database).
+async fn start_mts() -> anyhow::Result<(MtsService, String)> {
+    let cfg = MtsConfig {
+        poll_interval: std::time::Duration::from_millis(200),
+        ..MtsConfig::default()
+    };
+    let auth = MockAuthenticator::new(&cfg.partner_id).with_default_failures();
+    let svc = MtsService::start(cfg, "sqlite::memory:", Arc::new(auth))
+        .await
+        .context("cannot start g2p mts")?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    let (addr, _server) = match svc.serve(addr).await {
+        Ok(s) => s,
+        Err(e) => {
+            svc.abort().await;
+            return Err(anyhow::Error::new(e).context("cannot serve g2p mts"));
+        }
+    };
+    Ok((svc, format!("http://{addr}")))
+}
+
+/// Individuals holding a MOSIP VID.
+fn vid_holders() -> Value {
+    json!([
+        ["is_group", "=", false],
+        ["reg_ids.id_type", "=", "MOSIP VID"]
+    ])
+}
+
+/// Registrants matching `filter` (an Odoo domain).
+async fn count(store: &Store, filter: &Value) -> anyhow::Result<usize> {
+    let domain = Domain::from_json(filter)?;
+    let mut after = None;
+    let mut n = 0;
+    loop {
+        let page = store.search_registrants(&domain, after, 1000).await?;
+        n += page.items.len();
+        match page.next_after {
+            Some(a) => after = Some(a),
+            None => return Ok(n),
+        }
+    }
+}
+
+/// The demo's connector, created through the same validation as `POST /api/v1/mts/connectors`
+/// (or found again and pointed at this start's MTS and receiver): registry input, all
+/// individuals, callbacks in bulk to this application with a generated bearer secret.
+async fn demo_connector(app: &App, mts_url: &str) -> anyhow::Result<i64> {
+    let store = &app.store;
+    let actor = Actor::system("demo");
+    let receiver = |id: i64| format!("{}/api/v1/mts/callbacks/{id}", app.url());
+    let existing = store
+        .list_mts_connectors()
+        .await?
+        .into_iter()
+        .find(|c| c.name == DEMO_CONNECTOR);
+    let row = match existing {
+        Some(row) => row,
+        None => {
+            let password = format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            );
+            let input = MtsConnectorInput {
+                name: Some(DEMO_CONNECTOR.into()),
+                mts_url: Some(mts_url.into()),
+                // The receiver's path holds the connector id, known once it exists.
+                callback_url: Some(receiver(0)),
+                callback_password: Some(password),
+                call_in_bulk: Some(true),
+                chunk_size: Some(100),
+                filter: Some(json!([["is_group", "=", false]])),
+                ..Default::default()
+            };
+            let (name, settings, secrets) = input
+                .parse(None)
+                .map_err(|e| anyhow!("demo connector: {e}"))?;
+            let sealed = secrets
+                .callback_password
+                .map(|p| app.state.secrets.seal(CALLBACK_SECRET_CONTEXT, &p))
+                .transpose()?;
+            store
+                .create_mts_connector(
+                    &name,
+                    &serde_json::to_value(&settings)?,
+                    sealed,
+                    None,
+                    &actor,
+                )
+                .await?
+        }
+    };
+    // This start's MTS address and receiver (both ports change from one start to the next).
+    let current: MtsConnectorSettings = serde_json::from_value(row.settings.0.clone())?;
+    let input = MtsConnectorInput {
+        mts_url: Some(mts_url.into()),
+        callback_url: Some(receiver(row.id)),
+        ..Default::default()
+    };
+    let (name, settings, _) = input
+        .parse(Some((&row.name, &current)))
+        .map_err(|e| anyhow!("demo connector: {e}"))?;
+    store
+        .update_mts_connector(
+            row.id,
+            &name,
+            &serde_json::to_value(&settings)?,
+            None,
+            None,
+            &actor,
+        )
+        .await?;
+    Ok(row.id)
+}
+
+/// Queues a delta run of the connector for this application's worker, as
+/// `POST /api/v1/mts/connectors/{id}/runs` does; when a run of it is still going (from a
+/// previous start), follows that one instead.
+async fn start_run(store: &Store, connector: i64) -> anyhow::Result<i64> {
+    match store
+        .create_mts_run(connector, "delta", None, None, "demo")
+        .await
+    {
+        Ok(run) => {
+            enqueue_run(store, run.id).await?;
+            Ok(run.id)
+        }
+        Err(StoreError::Conflict { message, .. }) => {
+            let active = store
+                .list_mts_runs(connector, 10)
+                .await?
+                .into_iter()
+                .find(|r| matches!(r.status.as_str(), run_status::QUEUED | run_status::RUNNING));
+            match active {
+                Some(r) => {
+                    eprintln!("g2p demo: following run {} ({message})", r.id);
+                    Ok(r.id)
+                }
+                None => Err(anyhow!("cannot start the demo run: {message}")),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Waits (until `timeout`) for the run to end, then counts what it did.
+async fn report(
+    store: &Store,
+    connector: i64,
+    run_id: i64,
+    registrants: usize,
+    with_vid: usize,
+    started: Instant,
+    timeout: std::time::Duration,
+) -> anyhow::Result<DemoReport> {
+    let run = loop {
+        // Runs whose last callback arrived become `completed` here (as the API's reads do).
+        store.complete_mts_runs().await?;
+        let run = store.get_mts_run(run_id).await?;
+        let ended = matches!(
+            run.status.as_str(),
+            run_status::COMPLETED | run_status::FAILED | run_status::STOPPED
+        );
+        if ended || started.elapsed() >= timeout {
+            break run;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+    let progress = store.mts_run_progress(run_id).await?;
+    let mut failed: BTreeMap<String, i64> = BTreeMap::new();
+    let mut after = 0;
+    loop {
+        let page = store
+            .list_mts_failures(connector, Some(run_id), after, 500)
+            .await?;
+        for f in &page {
+            let code = f.error_code.clone().unwrap_or_else(|| "unknown".into());
+            *failed.entry(code).or_default() += 1;
+        }
+        match page.last() {
+            Some(last) if page.len() == 500 => after = last.registrant_id,
+            _ => break,
+        }
+    }
+    let row = store.get_mts_connector(connector).await?;
+    let settings: MtsConnectorSettings = serde_json::from_value(row.settings.0)?;
+    let possible_duplicates = store
+        .mts_possible_duplicates(&settings.token_id_type, 500)
+        .await?
+        .len();
+    let vids_after = count(store, &vid_holders()).await?;
+    Ok(DemoReport {
+        registrants,
+        with_vid,
+        sent: run.sent,
+        tokenised: progress.processed,
+        vids_removed: with_vid.saturating_sub(vids_after),
+        failed,
+        possible_duplicates,
+        run_status: run.status,
+        seconds,
+    })
 }

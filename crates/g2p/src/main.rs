@@ -56,17 +56,28 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
-    /// Create (once) an embedded SQLite registry of ~1,000 synthetic registrants and serve it.
+    /// Create (once) an embedded SQLite registry of ~1,000 synthetic registrants, tokenise it
+    /// through the Registry MTS Connector against g2p mts running in-process, and serve it.
     Demo {
-        /// Listen address for the demo.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: String,
-        /// The demo database file.
+        /// Listen address for the demo (default 127.0.0.1:8080; with --once, a free port).
+        #[arg(long)]
+        listen: Option<String>,
+        /// The demo database file (its secret key file is made next to it).
         #[arg(long, default_value = "g2p-demo.sqlite")]
         file: PathBuf,
         /// Number of individuals to generate on first start.
         #[arg(long, default_value_t = 1000)]
         individuals: usize,
+        /// Do not serve: wait for the tokenisation run, print a summary and exit (status 0 when
+        /// the run completed and every record sent came back tokenised or failed, 2 otherwise).
+        #[arg(long)]
+        once: bool,
+        /// With --once: print the summary as one JSON object on stdout (logs go to stderr).
+        #[arg(long, requires = "once")]
+        json: bool,
+        /// With --once: seconds to wait for the tokenisation run to complete.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
     },
     /// Import registrants from a CSV or NDJSON file (idempotent by external_key). Exit status
     /// 0: all rows created or skipped; 2: some rows failed (listed); 1: the import failed.
@@ -109,7 +120,9 @@ fn main() -> anyhow::Result<()> {
     if let Some(db) = cli.database {
         cfg.database_url = db;
     }
-    telemetry::init_logging(&cfg.log_format);
+    // `demo --once` prints one summary; its progress logs would only be noise.
+    let quiet = matches!(&cli.command, Command::Demo { once: true, .. });
+    telemetry::init_logging(&cfg.log_format, quiet);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -165,10 +178,29 @@ async fn run(command: Command, mut cfg: Config) -> anyhow::Result<()> {
             listen,
             file,
             individuals,
+            once,
+            json,
+            timeout,
         } => {
             cfg.database_url = format!("sqlite://{}", file.display());
-            cfg.listen = listen;
-            demo::run(cfg, individuals).await?;
+            cfg.listen = listen.unwrap_or_else(|| {
+                if once {
+                    "127.0.0.1:0"
+                } else {
+                    "127.0.0.1:8080"
+                }
+                .to_owned()
+            });
+            let opts = demo::DemoOptions {
+                individuals,
+                once,
+                json,
+                timeout: std::time::Duration::from_secs(timeout),
+            };
+            let status = demo::run(cfg, opts).await?;
+            if status != 0 {
+                std::process::exit(status);
+            }
         }
         Command::Import(args) => {
             let store = g2p::open_store(&cfg).await?;

@@ -29,7 +29,7 @@ pub const TEST_SECRET_KEY: &str =
 
 fn init_logs() {
     if std::env::var("TEST_LOG").is_ok() {
-        g2p::telemetry::init_logging("text");
+        g2p::telemetry::init_logging("text", false);
     }
 }
 
