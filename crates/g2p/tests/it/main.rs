@@ -13,6 +13,7 @@ mod api_openapi_ops;
 mod api_registrants;
 mod api_shape;
 mod console;
+mod console_mts;
 mod demo;
 mod helpers;
 mod import;

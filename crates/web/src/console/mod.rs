@@ -15,6 +15,7 @@
 mod assets;
 mod id_types;
 mod jobs;
+mod mts;
 mod registrants;
 mod session;
 
@@ -48,6 +49,14 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs", get(jobs::list))
         .route("/jobs/{id}/retry", post(jobs::retry))
         .route("/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/mts", get(mts::list))
+        .route("/mts/new", get(mts::new_form).post(mts::create))
+        .route("/mts/{id}", get(mts::detail).post(mts::update))
+        .route("/mts/{id}/start", post(mts::start))
+        .route("/mts/{id}/stop", post(mts::stop))
+        .route("/mts/{id}/run", post(mts::run))
+        .route("/mts/{id}/retry", post(mts::retry))
+        .route("/mts/{id}/runs", get(mts::activity_fragment))
         .route("/static/{file}", get(assets::serve))
         .route_layer(middleware::from_fn_with_state(state.clone(), guard_posts))
         .layer(middleware::from_fn(htmx_errors))
