@@ -14,6 +14,7 @@ fn admin_only(method: &Method, path: &str) -> bool {
         || (path.starts_with("/api/v1/id-types") && *method != Method::GET)
         || (path == "/api/v1/registrants/{id}" && *method == Method::DELETE)
         || (path.starts_with("/api/v1/jobs") && *method != Method::GET)
+        || (path.starts_with("/api/v1/mts/") && *method != Method::GET)
 }
 
 /// Reads: every GET, and the search that takes its filter as a body.
