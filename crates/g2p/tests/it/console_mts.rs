@@ -13,49 +13,24 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use futures::FutureExt;
-use g2p_sim::mts::{MockAuthenticator, MtsConfig, MtsService, mock_token};
+use g2p_sim::mts::mock_token;
 use g2p_store::Backend;
 use reqwest::Response;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use serde_json::json;
 
 use crate::helpers::TestApp;
+use crate::mts_connector::{person, start_mts};
 
 /// Tokenised by the mock MTS.
 const OK_VID: &str = "4000123456";
 /// 9999…: the mock answers IDA-DEA-001.
 const BAD_VID: &str = "9999012345";
 const PASSWORD: &str = "correct horse battery";
-
-async fn start_mts() -> (MtsService, String) {
-    let cfg = MtsConfig {
-        poll_interval: Duration::from_millis(50),
-        ..MtsConfig::default()
-    };
-    let auth = MockAuthenticator::new("mpartner-default-mosip").with_default_failures();
-    let svc = MtsService::start(cfg, "sqlite::memory:", Arc::new(auth))
-        .await
-        .expect("mts");
-    let (addr, _) = svc
-        .serve("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("serve");
-    (svc, format!("http://{addr}"))
-}
-
-async fn person(t: &TestApp, n: usize, vid: &str) -> i64 {
-    t.create_individual(json!({
-        "given_name": format!("Ana{n}"), "family_name": "Diaz", "gender": "Female",
-        "birthdate": "1990-01-31", "address": "1 Main St",
-        "ids": [{"id_type": "MOSIP VID", "value": vid}],
-    }))
-    .await
-}
 
 // ------------------------------------------------------------------ plain HTTP
 

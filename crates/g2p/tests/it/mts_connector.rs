@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
 
-async fn start_mts() -> (MtsService, String) {
+/// `g2p mts` in-process on a free port (mock authenticator with its default failures).
+pub(crate) async fn start_mts() -> (MtsService, String) {
     let cfg = MtsConfig {
         poll_interval: Duration::from_millis(50),
         ..MtsConfig::default()
@@ -25,7 +26,8 @@ async fn start_mts() -> (MtsService, String) {
     (svc, format!("http://{addr}"))
 }
 
-async fn person(t: &TestApp, n: usize, vid: &str) -> i64 {
+/// An individual MTS accepts (name, gender, birth date, address) holding `vid`.
+pub(crate) async fn person(t: &TestApp, n: usize, vid: &str) -> i64 {
     t.create_individual(json!({
         "given_name": format!("Ana{n}"), "family_name": "Diaz", "gender": "Female",
         "birthdate": "1990-01-31", "address": "1 Main St",
