@@ -15,6 +15,7 @@ pub mod id_checks;
 pub mod import;
 pub mod jobs;
 pub mod mts;
+mod mts_callbacks;
 pub mod registry;
 pub mod secrets;
 pub mod testing;

@@ -3,7 +3,8 @@
 //! registrant is claimed for a chunk by moving its row to `sent` with a fresh opaque reference,
 //! in the transaction that creates the chunk, guarded so that two nodes racing for the same
 //! registrant cannot both win. A callback is matched by that reference and applied in one
-//! transaction (token stored, VID removed, attributes merged, state moved, audit entry).
+//! transaction (token stored, VID removed, attributes merged, state moved, audit entry): see
+//! `mts_callbacks`.
 //!
 //! Secrets arrive here already sealed (the web layer owns the key); this module never sees
 //! them in clear.
@@ -202,12 +203,18 @@ pub struct MtsDueChunk {
     pub unresolved: i64,
 }
 
+/// A new record's reference: its key (32 characters, kept for every later send) and a nonce.
 fn new_reference() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    format!(
+        "{}.{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
-fn truncate(s: Option<String>, max: usize) -> Option<String> {
-    s.map(|s| s.chars().take(max).collect())
+/// The key of a reference: what identifies the record whatever the send.
+pub(crate) fn reference_key(reference: &str) -> &str {
+    reference.split_once('.').map_or(reference, |(key, _)| key)
 }
 
 impl Store {
@@ -552,40 +559,45 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
             let refs: Vec<String> = candidates.iter().map(|_| new_reference()).collect();
-            let mut claimed: Vec<i64> = Vec::with_capacity(candidates.len());
+            let mut claimed: Vec<(i64, String)> = Vec::with_capacity(candidates.len());
             for (part, part_refs) in candidates.chunks(100).zip(refs.chunks(100)) {
                 // $1 is the connector; then five placeholders per row.
                 let mut sql = String::from(
-                    "INSERT INTO mts_records (connector_id, registrant_id, state, ref, run_id, \
-                     chunk_id, attempts, updated_at) VALUES ",
+                    "INSERT INTO mts_records (connector_id, registrant_id, state, ref, ref_key, \
+                     run_id, chunk_id, attempts, updated_at) VALUES ",
                 );
                 let mut binds: Vec<SqlValue> = vec![SqlValue::Int(sel.connector_id)];
                 let mut rows = Vec::with_capacity(part.len());
                 for ((rid, _), r) in part.iter().zip(part_refs) {
                     let k = binds.len();
                     rows.push(format!(
-                        "($1, ${}, 'sent', ${}, ${}, ${}, 1, ${})",
-                        k + 1, k + 2, k + 3, k + 4, k + 5
+                        "($1, ${}, 'sent', ${}, ${}, ${}, ${}, 1, ${})",
+                        k + 1, k + 2, k + 3, k + 4, k + 5, k + 6
                     ));
                     binds.push(SqlValue::Int(*rid));
                     binds.push(SqlValue::Text(r.clone()));
+                    binds.push(SqlValue::Text(reference_key(r).to_owned()));
                     binds.push(SqlValue::Int(run_id));
                     binds.push(SqlValue::Int(chunk_id));
                     binds.push(SqlValue::DateTime(now));
                 }
                 sql.push_str(&rows.join(", "));
                 sql.push_str(
+                    // A record sent before keeps its key; only the nonce (after the key's 32
+                    // characters) is new.
                     " ON CONFLICT (connector_id, registrant_id) DO UPDATE SET state = 'sent', \
-                     ref = excluded.ref, run_id = excluded.run_id, chunk_id = excluded.chunk_id, \
+                     ref = COALESCE(mts_records.ref_key, excluded.ref_key) \
+                       || substr(excluded.ref, 33), \
+                     ref_key = COALESCE(mts_records.ref_key, excluded.ref_key), run_id = excluded.run_id, chunk_id = excluded.chunk_id, \
                      attempts = mts_records.attempts + 1, error_code = NULL, \
                      error_message = NULL, next_retry_at = NULL, updated_at = excluded.updated_at \
-                     WHERE mts_records.state <> 'sent' RETURNING registrant_id",
+                     WHERE mts_records.state <> 'sent' RETURNING registrant_id, ref",
                 );
-                let got: Vec<(i64,)> =
+                let got: Vec<(i64, String)> =
                     bind_values!(sqlx::query_as(sqlx::AssertSqlSafe(sql)), &binds)
                         .fetch_all(&mut *tx)
                         .await?;
-                claimed.extend(got.into_iter().map(|(id,)| id));
+                claimed.extend(got);
             }
             if claimed.is_empty() {
                 sqlx::query("DELETE FROM mts_chunks WHERE id = $1")
@@ -602,7 +614,7 @@ impl Store {
                 ph.join(", ")
             );
             let mut q = sqlx::query_as::<_, RegistrantRow>(sqlx::AssertSqlSafe(sql));
-            for id in &claimed {
+            for (id, _) in &claimed {
                 q = q.bind(*id);
             }
             let registrants = q.fetch_all(&mut *tx).await?;
@@ -615,11 +627,12 @@ impl Store {
             let mut records = Vec::with_capacity(registrants.len());
             for row in registrants {
                 let reg: Registrant = row.into();
-                let i = candidates.iter().position(|c| c.0 == reg.id);
-                let j = claimed.binary_search(&reg.id).ok();
-                if let (Some(i), Some(_)) = (i, j) {
+                // Both are in registrant id order.
+                let i = candidates.binary_search_by_key(&reg.id, |c| c.0).ok();
+                let j = claimed.binary_search_by_key(&reg.id, |c| c.0).ok();
+                if let (Some(i), Some(j)) = (i, j) {
                     records.push(MtsClaimedRecord {
-                        reference: refs[i].clone(),
+                        reference: claimed[j].1.clone(),
                         vid: candidates[i].1.clone(),
                         registrant: reg,
                     });
@@ -704,140 +717,6 @@ impl Store {
     }
 
     // ------------------------------------------------------------------ callbacks
-
-    /// Applies a callback's records in one transaction. Unknown references refuse the whole
-    /// callback (nothing is applied); a reference that is no longer `sent` (a replay, or a
-    /// late result of an earlier send) is ignored.
-    pub async fn apply_mts_callbacks(
-        &self,
-        policy: &MtsCallbackPolicy<'_>,
-        items: &[MtsCallbackItem],
-        actor: &Actor,
-    ) -> Result<MtsCallbackReport> {
-        const FIND: &str = "SELECT registrant_id, state, attempts, run_id FROM mts_records \
-            WHERE ref = $1 AND connector_id = $2";
-        const TYPE: &str = "SELECT id FROM id_types WHERE lower(name) = lower($1)";
-        const TOKEN: &str = "INSERT INTO reg_ids (registrant_id, id_type_id, value, status, \
-            created_at, updated_at) VALUES ($1, $2, $3, 'valid', $4, $4) \
-            ON CONFLICT (registrant_id, id_type_id) DO UPDATE SET value = excluded.value, \
-            status = 'valid', updated_at = excluded.updated_at";
-        const DROP_VID: &str = "DELETE FROM reg_ids WHERE registrant_id = $1 AND id_type_id = $2";
-        const DONE: &str = "UPDATE mts_records SET state = 'processed', error_code = NULL, \
-            error_message = NULL, next_retry_at = NULL, updated_at = $2 \
-            WHERE ref = $1 AND state = 'sent'";
-        const FAIL: &str = "UPDATE mts_records SET state = 'failed', error_code = $2, \
-            error_message = $3, next_retry_at = $4, updated_at = $5 \
-            WHERE ref = $1 AND state = 'sent'";
-        let merge = match self.backend() {
-            Backend::Sqlite => {
-                "UPDATE registrants SET attributes = json_patch(attributes, $2), \
-                 updated_at = $3, version = version + 1 WHERE id = $1"
-            }
-            Backend::Postgres => {
-                "UPDATE registrants SET attributes = attributes || $2, updated_at = $3, \
-                 version = version + 1 WHERE id = $1"
-            }
-        };
-        let now = Utc::now();
-        with_db!(self, write, p => {
-            let mut tx = p.begin().await?;
-            let mut found = Vec::with_capacity(items.len());
-            let mut unknown = g2p_domain::FieldErrors::new();
-            for (i, item) in items.iter().enumerate() {
-                let row: Option<(i64, String, i64, Option<i64>)> = sqlx::query_as(FIND)
-                    .bind(&item.reference)
-                    .bind(policy.connector_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                match row {
-                    Some(r) => found.push(r),
-                    None => unknown.add(format!("[{i}].ref"), "unknown reference"),
-                }
-            }
-            if !unknown.is_empty() {
-                return Err(StoreError::Validation(unknown));
-            }
-            let token_type: Option<(i64,)> =
-                sqlx::query_as(TYPE).bind(policy.token_id_type).fetch_optional(&mut *tx).await?;
-            let vid_type: Option<(i64,)> =
-                sqlx::query_as(TYPE).bind(policy.vid_id_type).fetch_optional(&mut *tx).await?;
-            let mut report = MtsCallbackReport::default();
-            for (item, (registrant_id, st, attempts, run_id)) in items.iter().zip(found) {
-                if st != state::SENT {
-                    report.ignored += 1;
-                    continue;
-                }
-                let token = item.token.as_deref().filter(|t| !t.is_empty());
-                match (item.status.as_str(), token, token_type) {
-                    ("processed", Some(token), Some((token_type,))) => {
-                        sqlx::query(TOKEN)
-                            .bind(registrant_id)
-                            .bind(token_type)
-                            .bind(token)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?;
-                        let mut vid_removed = false;
-                        if policy.remove_vid && let Some((vid_type,)) = vid_type {
-                            vid_removed = sqlx::query(DROP_VID)
-                                .bind(registrant_id)
-                                .bind(vid_type)
-                                .execute(&mut *tx)
-                                .await?
-                                .rows_affected()
-                                > 0;
-                        }
-                        sqlx::query(merge)
-                            .bind(registrant_id)
-                            .bind(Json(Value::Object(item.extra.clone())))
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?;
-                        sqlx::query(DONE).bind(&item.reference).bind(now).execute(&mut *tx).await?;
-                        let after = serde_json::json!({
-                            "connector_id": policy.connector_id, "run_id": run_id,
-                            "token_id_type": policy.token_id_type, "vid_removed": vid_removed,
-                            "attributes": item.extra.keys().collect::<Vec<_>>()});
-                        audit_insert!(&mut *tx, actor, "mts.tokenised", "registrant",
-                            Some(registrant_id), Some(registrant_id), None::<Value>,
-                            Some(after))?;
-                    }
-                    (status, _, _) => {
-                        let (code, message) = match (status, token_type) {
-                            ("processed", None) => (
-                                Some("G2P-MTS-CONFIG".to_owned()),
-                                Some(format!("ID type {:?} does not exist",
-                                    policy.token_id_type)),
-                            ),
-                            ("processed", Some(_)) => (
-                                Some("G2P-MTS-NO-TOKEN".to_owned()),
-                                Some("MTS answered processed without a token".to_owned()),
-                            ),
-                            _ => (
-                                item.error_code.clone().or_else(|| Some(status.to_owned())),
-                                item.error_message.clone(),
-                            ),
-                        };
-                        let retry = (attempts < policy.max_attempts).then(|| {
-                            let factor = 1i64 << (attempts.clamp(1, 16) - 1);
-                            now + Duration::minutes(policy.backoff_minutes.saturating_mul(factor))
-                        });
-                        sqlx::query(FAIL)
-                            .bind(&item.reference)
-                            .bind(truncate(code, 100))
-                            .bind(truncate(message, 500))
-                            .bind(retry)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                }
-                report.applied += 1;
-            }
-            tx.commit().await?;
-            Ok(report)
-        })
-    }
 
     // ------------------------------------------------------------------ lists
 

@@ -227,6 +227,16 @@ async fn claim_callback_and_delta() {
         let mut got: Vec<i64> = claim.records.iter().map(|r| r.registrant.id).collect();
         got.sort_unstable();
         assert_eq!(got, vec![b, d]);
+        // b is sent again under a fresh reference; the first send's result, arriving late, is
+        // recognised as stale (ignored), not refused as unknown.
+        let rb2 = claim.records.iter().find(|r| r.registrant.id == b).unwrap();
+        assert_ne!(rb2.reference, rb.reference);
+        let report = store
+            .apply_mts_callbacks(&policy(c), &[failed(&rb.reference)], &Actor::system("mts"))
+            .await
+            .unwrap();
+        assert_eq!((report.applied, report.ignored), (0, 1));
+        assert_eq!(store.mts_run_progress(run2.id).await.unwrap().pending, 2);
     }
 }
 
@@ -320,5 +330,84 @@ async fn racing_claims_never_send_a_registrant_twice() {
         ids.dedup();
         assert_eq!(ids.len(), n, "a registrant was claimed twice");
         assert_eq!(n, 200, "every registrant claimed once");
+    }
+}
+
+/// The same bulk callback delivered by several senders at once (MTS retrying while the first
+/// delivery is still being applied), with a reference repeated inside it: every record is
+/// applied exactly once, with one token and one audit entry.
+#[tokio::test]
+async fn concurrent_deliveries_apply_each_record_once() {
+    for store in testing::backends().await {
+        let mut people = vec![];
+        for i in 0..60 {
+            people.push(person(&store, i, Some(&format!("7{i:05}"))).await);
+        }
+        let c = connector(&store).await;
+        let all = Domain::parse_str("[]").unwrap();
+        let run = store
+            .create_mts_run(c, "delta", None, None, "test")
+            .await
+            .unwrap();
+        let claim = store
+            .claim_mts_chunk(run.id, 0, &selection(c, &all), 100)
+            .await
+            .unwrap();
+        assert_eq!(claim.records.len(), 60);
+        let mut items: Vec<MtsCallbackItem> = claim
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                if i % 4 == 0 {
+                    failed(&r.reference)
+                } else {
+                    ok(&r.reference, &format!("TOK-{}", r.registrant.id))
+                }
+            })
+            .collect();
+        items.push(items[1].clone());
+        let reports = futures::future::join_all((0..6).map(|_| {
+            let store = store.clone();
+            let items = items.clone();
+            async move {
+                store
+                    .apply_mts_callbacks(&policy(c), &items, &Actor::system("mts"))
+                    .await
+                    .unwrap()
+            }
+        }))
+        .await;
+        let applied: usize = reports.iter().map(|r| r.applied).sum();
+        assert_eq!(applied, 60, "{reports:?}");
+        assert!(reports.iter().all(|r| r.applied + r.ignored == items.len()));
+
+        for (i, r) in claim.records.iter().enumerate() {
+            let id = r.registrant.id;
+            let ids = ids_of(&store, id).await;
+            let audits = store.audit_for_registrant(id, None, 50).await.unwrap();
+            let tokenised: Vec<_> = audits
+                .iter()
+                .filter(|a| a.action == "mts.tokenised")
+                .collect();
+            if i % 4 == 0 {
+                assert_eq!(ids, vec![(VID.into(), r.vid.clone())]);
+                assert!(tokenised.is_empty());
+            } else {
+                assert_eq!(ids, vec![(TOKEN.into(), format!("TOK-{id}"))]);
+                assert_eq!(tokenised.len(), 1, "one audit entry for {id}");
+                let after = tokenised[0].after.as_ref().unwrap();
+                assert_eq!(after["vid_removed"], json!(true));
+                assert_eq!(after["run_id"], json!(run.id));
+                assert_eq!(after["attributes"], json!(["kyc_verified"]));
+                let reg = store.get_registrant(id).await.unwrap();
+                assert_eq!(reg.attributes["kyc_verified"], json!(true));
+            }
+        }
+        let progress = store.mts_run_progress(run.id).await.unwrap();
+        assert_eq!(
+            (progress.pending, progress.processed, progress.failed),
+            (0, 45, 15)
+        );
     }
 }
