@@ -18,5 +18,6 @@ mod demo;
 mod helpers;
 mod import;
 mod jobs;
+mod mts_callbacks;
 mod mts_connector;
 mod mts_process;

@@ -57,7 +57,7 @@ async fn ids(t: &TestApp, id: i64) -> Vec<(String, String)> {
 }
 
 /// Waits until the run has no callback owed.
-async fn wait_run(t: &TestApp, run: i64) -> Value {
+pub(crate) async fn wait_run(t: &TestApp, run: i64) -> Value {
     let start = Instant::now();
     loop {
         let (st, v) = t.get(&format!("/api/v1/mts/runs/{run}"), &t.viewer).await;
@@ -214,48 +214,6 @@ async fn tokenises_registrants_through_mts_callbacks() {
         t.stop().await;
     }
     mts.abort().await;
-}
-
-#[tokio::test]
-async fn mts_down_at_submit_marks_nothing_sent() {
-    for t in TestApp::all().await {
-        let a = person(&t, 1, "5550001").await;
-        let (st, c) = t
-            .post(
-                "/api/v1/mts/connectors",
-                &t.admin,
-                json!({"name": "down", "mts_url": "http://127.0.0.1:9",
-                       "callback_url": format!("{}/api/v1/mts/callbacks/1", t.base),
-                       "filter": [["id", "=", a]]}),
-            )
-            .await;
-        assert_eq!(st, 201, "{c}");
-        let cid = c["id"].as_i64().expect("id");
-        let (st, run) = t
-            .post(
-                &format!("/api/v1/mts/connectors/{cid}/runs"),
-                &t.admin,
-                json!({}),
-            )
-            .await;
-        assert_eq!(st, 202, "{run}");
-        let run_id = run["id"].as_i64().expect("id");
-        t.drain_jobs().await;
-        let (_, v) = t
-            .get(&format!("/api/v1/mts/runs/{run_id}"), &t.viewer)
-            .await;
-        assert_eq!(v["sent"], 0, "{v}");
-        assert_eq!(v["progress"]["pending"], 0, "nothing stays sent: {v}");
-        assert!(
-            v["error"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("MTS unreachable"),
-            "{v}"
-        );
-        assert_eq!(ids(&t, a).await[0].0, "MOSIP VID");
-        t.stop().await;
-    }
 }
 
 async fn connector(t: &TestApp, name: &str, mts_url: &str, extra: Value) -> i64 {
