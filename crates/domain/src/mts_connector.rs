@@ -43,6 +43,11 @@ pub const DEFAULT_FIELDS: &[&str] = &[
 /// The jq program applied by MTS to each `{input, output}` record when `output_format` is empty.
 pub const DEFAULT_OUTPUT_FORMAT: &str = "{ref: .input.ref, status: .output.status, token: .output.token, errorCode: .output.errorCode, errorMessage: .output.errorMessage}";
 
+/// ODK input: a submission's result as the registrant document the receiver creates or updates
+/// (see `docs/odk-connector.md`). It suits a form whose fields are named like the registrant's
+/// (`given_name`, `family_name`, `gender`, `birthdate`, `address`, `phone`, `email`, `vid`).
+pub const DEFAULT_ODK_OUTPUT_FORMAT: &str = "{instance_id: .input.__id, submission_date: .input.__system.submissionDate, status: .output.status, token: .output.token, errorCode: .output.errorCode, errorMessage: .output.errorMessage, vid: .input.vid, registrant: {given_name: .input.given_name, family_name: .input.family_name, gender: .input.gender, birthdate: .input.birthdate, address: .input.address, email: .input.email, phone_numbers: (if .input.phone then [{phone_no: .input.phone}] else [] end)}}";
+
 /// Keys of a callback document that are the connector's own; every other key is an extra field
 /// the operator's output format added (stored in the registrant's attributes).
 pub const CALLBACK_KEYS: &[&str] = &["ref", "status", "token", "errorCode", "errorMessage"];
@@ -314,6 +319,9 @@ pub struct MtsConnectorSettings {
     pub odk_end: Option<DateTime<Utc>>,
     /// Minutes each recurring window reaches back before the previous one's end.
     pub odk_overlap_minutes: u32,
+    /// ODK input: a submission whose authentication failed is held for review instead of
+    /// becoming a registrant with its VID kept.
+    pub odk_hold_failed: bool,
 }
 
 impl Default for MtsConnectorSettings {
@@ -350,17 +358,19 @@ impl Default for MtsConnectorSettings {
             odk_start: None,
             odk_end: None,
             odk_overlap_minutes: 10,
+            odk_hold_failed: false,
         }
     }
 }
 
 impl MtsConnectorSettings {
-    /// The jq program MTS is given: `output_format`, or [`DEFAULT_OUTPUT_FORMAT`] when empty.
+    /// The jq program MTS is given: `output_format`, or the input type's default
+    /// ([`DEFAULT_OUTPUT_FORMAT`], [`DEFAULT_ODK_OUTPUT_FORMAT`]) when empty.
     pub fn effective_output_format(&self) -> &str {
-        if self.output_format.trim().is_empty() {
-            DEFAULT_OUTPUT_FORMAT
-        } else {
-            &self.output_format
+        match (self.output_format.trim().is_empty(), self.input_type) {
+            (false, _) => &self.output_format,
+            (true, InputType::Registry) => DEFAULT_OUTPUT_FORMAT,
+            (true, InputType::Odk) => DEFAULT_ODK_OUTPUT_FORMAT,
         }
     }
 
@@ -475,6 +485,8 @@ pub struct MtsConnectorInput {
     pub odk_end: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub odk_overlap_minutes: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub odk_hold_failed: Option<bool>,
     /// Odoo password, or the static bearer token; 12 to 200 characters. Absent keeps the
     /// stored one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -523,6 +535,7 @@ impl std::fmt::Debug for MtsConnectorInput {
             .field("odk_start", &self.odk_start)
             .field("odk_end", &self.odk_end)
             .field("odk_overlap_minutes", &self.odk_overlap_minutes)
+            .field("odk_hold_failed", &self.odk_hold_failed)
             .field("callback_password", &redact(&self.callback_password))
             .field("odk_password", &redact(&self.odk_password))
             .finish()
@@ -728,6 +741,9 @@ impl MtsConnectorInput {
         }
         if let Some(v) = self.odk_project_id {
             s.odk_project_id = Some(v);
+        }
+        if let Some(v) = self.odk_hold_failed {
+            s.odk_hold_failed = v;
         }
         if let Some(v) = self.odk_overlap_minutes {
             s.odk_overlap_minutes = v;
@@ -1397,6 +1413,7 @@ mod tests {
         );
         assert_eq!(d.effective_output_format(), DEFAULT_OUTPUT_FORMAT);
         assert!(jq_compiles(DEFAULT_OUTPUT_FORMAT).is_ok());
+        assert!(jq_compiles(DEFAULT_ODK_OUTPUT_FORMAT).is_ok());
         for k in CALLBACK_KEYS {
             assert!(DEFAULT_OUTPUT_FORMAT.contains(&format!("{k}:")), "{k}");
         }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod demo;
 pub mod import;
 pub mod mts_connector;
+pub mod odk_connector;
 pub mod sims;
 pub mod telemetry;
 

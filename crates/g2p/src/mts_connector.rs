@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use g2p_domain::filter::Domain;
-use g2p_domain::mts_connector::{CallbackAuthType, MtsConnectorSettings};
+use g2p_domain::mts_connector::{CallbackAuthType, InputType, MtsConnectorSettings};
 use g2p_store::Store;
 use g2p_store::jobs::runner::{JobContext, JobError};
 use g2p_store::mts::{MtsClaimedRecord, MtsRun, MtsSelection, run_status};
@@ -255,6 +255,12 @@ async fn send_run(
     store
         .set_mts_run_status(run.id, run_status::RUNNING, None)
         .await?;
+    if settings.input_type == InputType::Odk {
+        return crate::odk_connector::send_odk_run(
+            secrets, http, ctx, run, &row, &settings, &password,
+        )
+        .await;
+    }
 
     let selection = run.selection.as_ref().map(|s| s.0.clone());
     let filter_json = selection
@@ -291,7 +297,7 @@ async fn send_run(
         match claim.chunk_id {
             Some(chunk_id) => {
                 let body = envelope(&settings, &password, &claim.records);
-                match submit(http, &settings.mts_url, &body).await {
+                match submit(http, &settings.mts_url, "json", &body).await {
                     Ok(request_id) => {
                         let n = claim.records.len() as i64;
                         store
@@ -429,8 +435,13 @@ fn authdata(settings: &MtsConnectorSettings, r: &MtsClaimedRecord) -> Value {
 /// Posts the envelope; the MTS `request_identifier` on acceptance. A request-level error
 /// (HTTP error, or errors without an identifier) is a refusal; `ATS-REQ-101` (every record
 /// invalid) still carries an identifier and its callbacks still come.
-async fn submit(http: &reqwest::Client, mts_url: &str, body: &Value) -> Result<String, JobError> {
-    let url = format!("{}/authtoken/json", mts_url.trim_end_matches('/'));
+pub(crate) async fn submit(
+    http: &reqwest::Client,
+    mts_url: &str,
+    input: &str,
+    body: &Value,
+) -> Result<String, JobError> {
+    let url = format!("{}/authtoken/{input}", mts_url.trim_end_matches('/'));
     let resp = http
         .post(&url)
         .json(body)

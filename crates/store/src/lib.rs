@@ -16,6 +16,7 @@ pub mod import;
 pub mod jobs;
 pub mod mts;
 mod mts_callbacks;
+pub mod odk_submissions;
 pub mod registry;
 pub mod secrets;
 pub mod testing;

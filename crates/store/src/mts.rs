@@ -470,11 +470,15 @@ impl Store {
     }
 
     /// Runs that handed everything to MTS and have no callback owed any more become
-    /// `completed`. Returns how many.
+    /// `completed`: for registry input, no record of the run is still `sent`; for ODK input (a
+    /// run with a window), as many submissions came back as ODK Central held in the window.
+    /// Returns how many.
     pub async fn complete_mts_runs(&self) -> Result<u64> {
         const SQL: &str = "UPDATE mts_runs SET status = 'completed', finished_at = $1 \
             WHERE status = 'submitted' AND NOT EXISTS (SELECT 1 FROM mts_records m \
-            WHERE m.run_id = mts_runs.id AND m.state = 'sent')";
+            WHERE m.run_id = mts_runs.id AND m.state = 'sent') \
+            AND (window_end IS NULL OR sent <= (SELECT count(*) FROM odk_submissions o \
+            WHERE o.run_id = mts_runs.id))";
         Ok(with_db!(self, write, p => {
             sqlx::query(SQL).bind(Utc::now()).execute(p).await?.rows_affected()
         }))

@@ -21,3 +21,4 @@ mod jobs;
 mod mts_callbacks;
 mod mts_connector;
 mod mts_process;
+mod odk_connector;

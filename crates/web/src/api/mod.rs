@@ -5,6 +5,7 @@ pub mod import;
 pub mod jobs;
 pub mod keys;
 pub mod mts;
+pub mod mts_odk;
 pub mod registrants;
 
 use axum::Json;
@@ -87,6 +88,7 @@ pub fn router(state: AppState) -> axum::Router {
         .routes(routes!(mts::failures))
         .routes(routes!(mts::retry_failed))
         .routes(routes!(mts::duplicates))
+        .routes(routes!(mts::submissions))
         .with_state(state)
         .split_for_parts();
     let doc = std::sync::Arc::new(openapi);

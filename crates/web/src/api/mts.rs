@@ -6,8 +6,9 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use g2p_domain::mts_connector::{
-    CALLBACK_KEYS, CallbackAuthType, JobType, MtsConnectorInput, MtsConnectorSettings,
+    CALLBACK_KEYS, CallbackAuthType, InputType, JobType, MtsConnectorInput, MtsConnectorSettings,
 };
 use g2p_store::audit::Actor;
 use g2p_store::jobs::NewJob;
@@ -16,6 +17,7 @@ use g2p_store::mts::{
     MTS_RUN_JOB, MTS_TICK_JOB, MtsCallbackItem, MtsCallbackPolicy, MtsCallbackReport,
     MtsConnectorRow, MtsDuplicate, MtsFailure, MtsRun, MtsRunProgress, mts_schedule_name,
 };
+use g2p_store::odk_submissions::{OdkRunCounts, OdkSubmissionRow};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -42,6 +44,8 @@ pub struct MtsConnectorView {
     pub state: String,
     /// The URL MTS must call back (the receiver of this connector).
     pub receiver_path: String,
+    /// ODK input: submissions received before this instant have been imported.
+    pub watermark: Option<chrono::DateTime<chrono::Utc>>,
     pub version: i64,
 }
 
@@ -56,6 +60,7 @@ fn view(row: MtsConnectorRow) -> Result<MtsConnectorView, ApiError> {
         callback_password_set: row.callback_secret.is_some(),
         odk_password_set: row.odk_secret.is_some(),
         state: row.state,
+        watermark: row.watermark,
         version: row.version,
     })
 }
@@ -141,6 +146,13 @@ pub async fn update(
     let (name, settings, secrets) = input
         .parse(Some((&row.name, &current)))
         .map_err(ApiError::Validation)?;
+    // Switching to ODK input needs the ODK password, unless one is stored already.
+    if settings.input_type == InputType::Odk
+        && row.odk_secret.is_none()
+        && secrets.odk_password.is_none()
+    {
+        return Err(ApiError::field("odk_password", "is required for ODK input"));
+    }
     let row = s
         .store
         .update_mts_connector(
@@ -166,6 +178,10 @@ pub struct RunRequest {
     pub registrant_ids: Option<Vec<i64>>,
     #[schema(value_type = Option<Object>)]
     pub filter: Option<Value>,
+    /// ODK input: import exactly the submissions received in [window_start, window_end)
+    /// (RFC 3339 date-times), whatever the watermark.
+    pub window_start: Option<String>,
+    pub window_end: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -173,6 +189,24 @@ pub struct RunView {
     #[serde(flatten)]
     pub run: MtsRun,
     pub progress: MtsRunProgress,
+    /// ODK input: what the run's window brought, by outcome.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub odk: Option<OdkRunCounts>,
+}
+
+async fn run_view(s: &AppState, run: MtsRun) -> Result<RunView, ApiError> {
+    let progress = s.store.mts_run_progress(run.id).await?;
+    let odk = match run.window_end {
+        Some(_) => Some(s.store.odk_run_counts(run.id).await?),
+        None => None,
+    };
+    Ok(RunView { run, progress, odk })
+}
+
+fn window_bound(field: &str, v: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(v)
+        .map(|d| d.to_utc())
+        .map_err(|_| ApiError::field(field, "must be an RFC 3339 date-time"))
 }
 
 async fn start_run(
@@ -206,6 +240,7 @@ async fn start_run(
         Json(RunView {
             run,
             progress: MtsRunProgress::default(),
+            odk: None,
         }),
     ))
 }
@@ -265,7 +300,7 @@ pub async fn run_now(
     let req: RunRequest = if csv {
         RunRequest {
             registrant_ids: Some(ids_from_csv(&body)?),
-            filter: None,
+            ..RunRequest::default()
         }
     } else if body.iter().all(u8::is_ascii_whitespace) {
         RunRequest::default()
@@ -275,6 +310,28 @@ pub async fn run_now(
             message: format!("invalid run request: {e}"),
         })?
     };
+    match (&req.window_start, &req.window_end) {
+        (None, None) => {}
+        (Some(start), Some(end)) => {
+            let (start, end) = (
+                window_bound("window_start", start)?,
+                window_bound("window_end", end)?,
+            );
+            if start >= end {
+                return Err(ApiError::field("window_end", "must be after window_start"));
+            }
+            let row = s.store.get_mts_connector(id).await?;
+            let settings: MtsConnectorSettings =
+                serde_json::from_value(row.settings.0).map_err(ApiError::internal)?;
+            if settings.input_type != InputType::Odk {
+                return Err(ApiError::field("window_start", "only for ODK input"));
+            }
+            let selection = json!({"window": {"start": start, "end": end}});
+            return start_run(&s, &c, id, "manual", Some(selection), None).await;
+        }
+        (Some(_), None) => return Err(ApiError::field("window_end", "is required")),
+        (None, Some(_)) => return Err(ApiError::field("window_start", "is required")),
+    }
     match (req.registrant_ids, req.filter) {
         (Some(_), Some(_)) => Err(ApiError::field(
             "registrant_ids",
@@ -363,8 +420,7 @@ pub async fn list_runs(
     s.store.complete_mts_runs().await?;
     let mut out = Vec::new();
     for run in s.store.list_mts_runs(id, 50).await? {
-        let progress = s.store.mts_run_progress(run.id).await?;
-        out.push(RunView { run, progress });
+        out.push(run_view(&s, run).await?);
     }
     Ok(Json(out))
 }
@@ -380,8 +436,43 @@ pub async fn get_run(
     c.require_read()?;
     s.store.complete_mts_runs().await?;
     let run = s.store.get_mts_run(id).await?;
-    let progress = s.store.mts_run_progress(id).await?;
-    Ok(Json(RunView { run, progress }))
+    Ok(Json(run_view(&s, run).await?))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct SubmissionQuery {
+    /// created, updated, duplicate, held or invalid.
+    pub outcome: Option<String>,
+    pub run_id: Option<i64>,
+    /// Keyset cursor: the last instance id of the previous page.
+    pub after: Option<String>,
+    pub limit: Option<i64>,
+}
+
+/// ODK input: the submissions received, with what became of each (possible duplicates and
+/// held ones for review).
+#[utoipa::path(get, path = "/api/v1/mts/connectors/{id}/submissions", tag = "mts", operation_id = "list_odk_submissions",
+    params(("id" = i64, Path), SubmissionQuery),
+    responses((status = 200, body = Vec<OdkSubmissionRow>)))]
+pub async fn submissions(
+    State(s): State<AppState>,
+    c: Caller,
+    Path(id): Path<i64>,
+    Query(q): Query<SubmissionQuery>,
+) -> Result<Json<Vec<OdkSubmissionRow>>, ApiError> {
+    c.require_read()?;
+    let limit = crate::api::page_limit(q.limit)?;
+    Ok(Json(
+        s.store
+            .list_odk_submissions(
+                id,
+                q.outcome.as_deref(),
+                q.run_id,
+                q.after.as_deref().unwrap_or(""),
+                limit,
+            )
+            .await?,
+    ))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -533,7 +624,7 @@ pub async fn callback(
     Path(id): Path<i64>,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Result<Json<MtsCallbackReport>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     // Unknown connector and wrong credentials answer alike: no probing for connector ids.
     let row = match s.store.get_mts_connector(id).await {
         Ok(r) => r,
@@ -553,6 +644,11 @@ pub async fn callback(
         Value::Array(a) => a,
         other => vec![other],
     };
+    if settings.input_type == InputType::Odk {
+        return Ok(crate::api::mts_odk::receive(&s, &row, &settings, &list)
+            .await?
+            .into_response());
+    }
     let mut errors = g2p_domain::FieldErrors::new();
     let items: Vec<MtsCallbackItem> = list
         .iter()
@@ -571,7 +667,5 @@ pub async fn callback(
         backoff_minutes: i64::from(settings.failed_retry.backoff_minutes),
     };
     let actor = Actor::system(&format!("mts-callback:{}", row.id));
-    Ok(Json(
-        s.store.apply_mts_callbacks(&policy, &items, &actor).await?,
-    ))
+    Ok(Json(s.store.apply_mts_callbacks(&policy, &items, &actor).await?).into_response())
 }

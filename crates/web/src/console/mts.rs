@@ -122,6 +122,7 @@ pub struct ConnectorForm {
     odk_start: String,
     odk_end: String,
     odk_overlap_minutes: String,
+    odk_hold_failed: Option<String>,
 }
 
 fn pretty(v: &impl serde::Serialize) -> String {
@@ -175,6 +176,7 @@ impl ConnectorForm {
             odk_start: s.odk_start.map(|d| d.to_rfc3339()).unwrap_or_default(),
             odk_end: s.odk_end.map(|d| d.to_rfc3339()).unwrap_or_default(),
             odk_overlap_minutes: s.odk_overlap_minutes.to_string(),
+            odk_hold_failed: checkbox(s.odk_hold_failed),
         }
     }
 
@@ -257,6 +259,7 @@ impl ConnectorForm {
                 "odk_overlap_minutes",
                 &self.odk_overlap_minutes,
             ),
+            odk_hold_failed: Some(self.odk_hold_failed.is_some()),
             callback_password: secret(&self.callback_password),
             odk_password: secret(&self.odk_password),
         };
@@ -617,6 +620,12 @@ fn form_view(
             "Window overlap (minutes)",
             &f.odk_overlap_minutes,
         ),
+        FormField::checkbox(
+            "odk_hold_failed",
+            "Hold submissions whose authentication failed for review",
+            &f.odk_hold_failed,
+        )
+        .help("Otherwise the registrant is created with its VID kept and the failure recorded."),
     ];
     let mut groups = vec![
         FormGroup {

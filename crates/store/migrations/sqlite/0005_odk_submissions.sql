@@ -1,0 +1,30 @@
+-- ODK submissions received through an ODK MTS connector: one row per (connector, ODK instance
+-- id). The row is what makes a re-read window or a replayed callback an update (or nothing),
+-- never a second registrant. See src/odk_submissions.rs.
+CREATE TABLE odk_submissions (
+    connector_id INTEGER NOT NULL REFERENCES mts_connectors (id) ON DELETE CASCADE,
+    instance_id TEXT NOT NULL,
+    -- The run whose window last brought it.
+    run_id INTEGER REFERENCES mts_runs (id) ON DELETE SET NULL,
+    submission_date TEXT,
+    -- 'created', 'updated', 'unchanged' (received again, identical), 'duplicate' (its token
+    -- belongs to another registrant), 'held'
+    -- (authentication failed and the connector holds such submissions for review), 'invalid'
+    -- (the document is not a valid registrant).
+    outcome TEXT NOT NULL,
+    -- MTS's status for the record ('processed' or the failure).
+    status TEXT NOT NULL,
+    registrant_id INTEGER REFERENCES registrants (id) ON DELETE SET NULL,
+    duplicate_of INTEGER REFERENCES registrants (id) ON DELETE SET NULL,
+    error_code TEXT,
+    error_message TEXT,
+    -- The result as received, kept for review when no registrant was made from it.
+    document TEXT,
+    -- SHA-256 of the result as received: an identical replay changes nothing.
+    digest TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (connector_id, instance_id)
+);
+CREATE INDEX odk_submissions_run_idx ON odk_submissions (run_id, outcome);
+CREATE INDEX odk_submissions_outcome_idx ON odk_submissions (connector_id, outcome);
