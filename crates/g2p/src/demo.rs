@@ -24,6 +24,7 @@ use g2p_web::api::mts::CALLBACK_SECRET_CONTEXT;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::demo_odk::{self, OdkDemoReport};
 use crate::mts_connector::enqueue_run;
 use crate::{App, Config, shutdown_signal, telemetry};
 
@@ -269,6 +270,9 @@ pub struct DemoOptions {
     pub timeout: std::time::Duration,
 }
 
+/// Submissions the ODK Central simulator is made with (plus two, see [`demo_odk::start_odk`]).
+const ODK_SUBMISSIONS: usize = 40;
+
 /// Name of the connector the demo creates (and finds again on the next start).
 pub const DEMO_CONNECTOR: &str = "Demo: tokenise the registry";
 
@@ -278,7 +282,7 @@ pub const EXIT_INCOMPLETE: i32 = 2;
 /// The outcome of one tokenisation run, as `g2p demo --once --json` prints it.
 #[derive(Debug, Clone, Serialize)]
 pub struct DemoReport {
-    /// Individuals in the registry.
+    /// Individuals of the demo registry (not counting those the ODK import made).
     pub registrants: usize,
     /// Individuals holding a MOSIP VID before the run.
     pub with_vid: usize,
@@ -295,6 +299,8 @@ pub struct DemoReport {
     pub run_status: String,
     /// From queueing the run to its end (or to the timeout).
     pub seconds: f64,
+    /// The ODK import through the ODK MTS connector.
+    pub odk: Option<OdkDemoReport>,
 }
 
 impl DemoReport {
@@ -318,7 +324,7 @@ impl DemoReport {
                 self.failed_total()
             ));
         }
-        None
+        self.odk.as_ref().and_then(OdkDemoReport::problem)
     }
 
     fn human(&self) -> String {
@@ -345,7 +351,11 @@ impl DemoReport {
             self.possible_duplicates,
             self.run_status,
             self.seconds,
-        )
+        ) + &self
+            .odk
+            .as_ref()
+            .map(|o| format!("\n{}", o.human()))
+            .unwrap_or_default()
     }
 }
 
@@ -368,21 +378,43 @@ pub async fn run(mut cfg: Config, opts: DemoOptions) -> anyhow::Result<i32> {
         eprintln!("created {n} individuals in households");
     }
     let (mts, mts_url) = start_mts().await?;
-    let result = tokenise_and_report(&app, &mts_url, &opts).await;
+    let odk = demo_odk::start_odk(ODK_SUBMISSIONS).await?;
+    let result = tokenise_and_report(&app, &mts_url, &odk, &opts).await;
+    odk.abort();
     mts.abort().await;
     app.stop().await;
     result
 }
 
-async fn tokenise_and_report(app: &App, mts_url: &str, opts: &DemoOptions) -> anyhow::Result<i32> {
+async fn tokenise_and_report(
+    app: &App,
+    mts_url: &str,
+    odk: &demo_odk::OdkDemo,
+    opts: &DemoOptions,
+) -> anyhow::Result<i32> {
     let store = &app.store;
-    let registrants = count(store, &json!([["is_group", "=", false]])).await?;
+    let registrants = count(
+        store,
+        &json!([
+            ["is_group", "=", false],
+            ["external_key", "=like", "demo-%"]
+        ]),
+    )
+    .await?;
     let with_vid = count(store, &vid_holders()).await?;
     let connector = demo_connector(app, mts_url).await?;
+    let odk_connector = demo_odk::demo_odk_connector(app, mts_url, odk).await?;
     let started = Instant::now();
     let run_id = start_run(store, connector).await?;
+    let odk_run = demo_odk::start_odk_run(store, odk_connector, odk.since).await?;
     if !opts.once {
         serve_banner(app, mts_url, connector, run_id).await?;
+        println!(
+            "  ODK Central simulator: {}/  ({} / {}); importing: connector {odk_connector}, run {odk_run}",
+            odk.url,
+            g2p_sim::odk::DEFAULT_EMAIL,
+            g2p_sim::odk::DEFAULT_PASSWORD
+        );
         let reporter = {
             let store = store.clone();
             tokio::spawn(async move {
@@ -409,7 +441,7 @@ async fn tokenise_and_report(app: &App, mts_url: &str, opts: &DemoOptions) -> an
         reporter.abort();
         return Ok(0);
     }
-    let r = report(
+    let mut r = report(
         store,
         connector,
         run_id,
@@ -419,6 +451,7 @@ async fn tokenise_and_report(app: &App, mts_url: &str, opts: &DemoOptions) -> an
         opts.timeout,
     )
     .await?;
+    r.odk = Some(demo_odk::odk_report(store, odk_run, started, opts.timeout).await?);
     let problem = r.problem();
     if opts.json {
         println!("{}", serde_json::to_string(&r)?);
@@ -484,10 +517,11 @@ async fn start_mts() -> anyhow::Result<(MtsService, String)> {
     Ok((svc, format!("http://{addr}")))
 }
 
-/// Individuals holding a MOSIP VID.
+/// Individuals of the demo registry holding a MOSIP VID (not those the ODK import makes).
 fn vid_holders() -> Value {
     json!([
         ["is_group", "=", false],
+        ["external_key", "=like", "demo-%"],
         ["reg_ids.id_type", "=", "MOSIP VID"]
     ])
 }
@@ -666,5 +700,6 @@ async fn report(
         possible_duplicates,
         run_status: run.status,
         seconds,
+        odk: None,
     })
 }

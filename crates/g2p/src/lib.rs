@@ -5,6 +5,7 @@ pub mod bench;
 pub mod bench_mts;
 pub mod config;
 pub mod demo;
+pub mod demo_odk;
 pub mod import;
 pub mod mts_connector;
 pub mod odk_connector;

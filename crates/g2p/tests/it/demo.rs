@@ -54,8 +54,9 @@ async fn demo_data_has_households_members_and_vids() {
 }
 
 /// `g2p demo --once --json` as a real process: a fresh registry in a temporary directory,
-/// tokenised through the Registry MTS Connector against the in-process `g2p mts`; stdout is
-/// exactly one JSON object whose counts add up.
+/// tokenised through the Registry MTS Connector against the in-process `g2p mts`, and the ODK
+/// simulator's submissions imported through the ODK MTS Connector; stdout is exactly one JSON
+/// object whose counts add up.
 #[test]
 fn demo_once_json_tokenises_through_mts() {
     let dir = std::env::temp_dir().join(format!("g2p-demo-once-{}", uuid::Uuid::new_v4()));
@@ -95,6 +96,21 @@ fn demo_once_json_tokenises_through_mts() {
     assert_eq!(n("vids_removed"), n("tokenised"), "{v}");
     assert_eq!(v["run_status"], "completed", "{v}");
     assert!(v["seconds"].as_f64().is_some(), "{v}");
+    // The ODK import: every submission came back; the person submitted twice is flagged, the
+    // refused one is created with its VID kept.
+    let odk = &v["odk"];
+    let o = |k: &str| {
+        odk[k]
+            .as_i64()
+            .unwrap_or_else(|| panic!("odk.{k} missing: {v}"))
+    };
+    assert_eq!(odk["run_status"], "completed", "{v}");
+    assert!(o("submissions") > 2, "{v}");
+    assert_eq!(o("received"), o("submissions"), "{v}");
+    assert_eq!(o("tokenised") + o("failed"), o("received"), "{v}");
+    assert_eq!(o("failed"), 1, "{v}");
+    assert_eq!(o("possible_duplicates"), 1, "{v}");
+    assert_eq!(o("created"), o("submissions") - 1, "{v}");
     assert!(db.exists(), "the database is the one given");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,20 +5,19 @@ use chrono::{DateTime, TimeDelta, Utc};
 use g2p_sim::odk::{DEFAULT_EMAIL, DEFAULT_PASSWORD, OdkSim, REGISTRATION_FORM};
 use serde_json::{Value, json};
 
+use g2p::demo_odk::{REGISTRATION_OUTPUT_FORMAT, registration_mapping};
+
 use crate::helpers::TestApp;
 use crate::mts_connector::{start_mts, wait_run};
 
-/// The registrant document for the simulator's registration form.
-const OUTPUT_FORMAT: &str = r#"{instance_id: .input.__id, submission_date: .input.__system.submissionDate, status: .output.status, token: .output.token, errorCode: .output.errorCode, errorMessage: .output.errorMessage, vid: .input.vid, registrant: {given_name: .input.given_name, family_name: .input.family_name, gender: .input.gender, birthdate: .input.birth_date, address: "\(.input.address.village), \(.input.address.district)", phone_numbers: (if .input.phone then [{phone_no: .input.phone}] else [] end), attributes: {household_size: .input.household_size}}}"#;
-
-fn submission(given: &str, vid: &str) -> Value {
+pub(crate) fn submission(given: &str, vid: &str) -> Value {
     json!({"given_name": given, "family_name": "Odhiambo", "gender": "female",
            "birth_date": "1991-04-12", "phone": "+254700000001", "vid": vid,
            "household_size": "4", "address": {"district": "Kisumu", "village": "Kanyakwar"},
            "meta": {}})
 }
 
-async fn start_odk() -> (OdkSim, String) {
+pub(crate) async fn start_odk() -> (OdkSim, String) {
     let sim = OdkSim::generate(3, 0, Utc::now() - TimeDelta::days(1), TimeDelta::minutes(1));
     let (addr, _task) = g2p_sim::odk::serve(sim.clone(), "127.0.0.1:0".parse().expect("addr"))
         .await
@@ -26,7 +25,12 @@ async fn start_odk() -> (OdkSim, String) {
     (sim, format!("http://{addr}"))
 }
 
-async fn odk_connector(t: &TestApp, mts_url: &str, odk_url: &str, start: DateTime<Utc>) -> i64 {
+pub(crate) async fn odk_connector(
+    t: &TestApp,
+    mts_url: &str,
+    odk_url: &str,
+    start: DateTime<Utc>,
+) -> i64 {
     let (st, c) = t
         .post(
             "/api/v1/mts/connectors",
@@ -36,10 +40,8 @@ async fn odk_connector(t: &TestApp, mts_url: &str, odk_url: &str, start: DateTim
                 "job_type": "recurring", "interval_minutes": 60,
                 "callback_url": format!("{}/api/v1/mts/callbacks/0", t.base),
                 "callback_password": "correct horse battery",
-                "mapping": {"vid": "vid", "name": ["given_name", "family_name"],
-                    "gender": "gender", "dob": "birth_date", "phoneNumber": "phone",
-                    "fullAddress": ["address.village", "address.district"]},
-                "output_format": OUTPUT_FORMAT,
+                "mapping": registration_mapping(),
+                "output_format": REGISTRATION_OUTPUT_FORMAT,
                 "odk_base_url": odk_url, "odk_project_id": 1, "odk_form_id": REGISTRATION_FORM,
                 "odk_email": DEFAULT_EMAIL, "odk_password": DEFAULT_PASSWORD,
                 "odk_start": start.to_rfc3339(), "odk_overlap_minutes": 10,
@@ -71,7 +73,7 @@ async fn patch(t: &TestApp, cid: i64, body: Value) {
 }
 
 /// Runs (the delta, or the body's manual window) and waits for every result.
-async fn run(t: &TestApp, cid: i64, body: Value) -> Value {
+pub(crate) async fn run(t: &TestApp, cid: i64, body: Value) -> Value {
     let (st, run) = t
         .post(
             &format!("/api/v1/mts/connectors/{cid}/runs"),
