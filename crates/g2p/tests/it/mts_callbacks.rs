@@ -16,7 +16,7 @@ use crate::mts_connector::{person, start_mts};
 
 /// One callback as MTS delivered it.
 #[derive(Clone)]
-struct Delivery {
+pub(crate) struct Delivery {
     method: Method,
     path: String,
     authorization: Option<String>,
@@ -33,14 +33,14 @@ type Seen = Arc<Mutex<Vec<Delivery>>>;
 
 /// A relay between MTS and g2p that forwards every callback and keeps a copy, so that the test
 /// can deliver it again later, in any order, exactly as MTS sent it.
-struct Relay {
-    base: String,
+pub(crate) struct Relay {
+    pub(crate) base: String,
     seen: Seen,
-    task: tokio::task::JoinHandle<()>,
+    pub(crate) task: tokio::task::JoinHandle<()>,
 }
 
 impl Relay {
-    async fn start(target: &str) -> Relay {
+    pub(crate) async fn start(target: &str) -> Relay {
         let seen: Seen = Arc::default();
         let state = (target.to_owned(), reqwest::Client::new(), seen.clone());
         let app = axum::Router::new().fallback(relay).with_state(state);
@@ -54,7 +54,7 @@ impl Relay {
         Relay { base, seen, task }
     }
 
-    fn take(&self) -> Vec<Delivery> {
+    pub(crate) fn take(&self) -> Vec<Delivery> {
         std::mem::take(&mut *self.seen.lock().expect("lock"))
     }
 }
@@ -80,7 +80,7 @@ async fn relay(
     (StatusCode::from_u16(st).expect("status"), body)
 }
 
-async fn deliver(client: &reqwest::Client, base: &str, d: &Delivery) -> (u16, Bytes) {
+pub(crate) async fn deliver(client: &reqwest::Client, base: &str, d: &Delivery) -> (u16, Bytes) {
     let mut req = client
         .request(d.method.clone(), format!("{base}{}", d.path))
         .header(header::CONTENT_TYPE, "application/json")

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use g2p::demo_odk::{REGISTRATION_OUTPUT_FORMAT, registration_mapping};
 
 use crate::helpers::TestApp;
+use crate::mts_callbacks::{Relay, deliver};
 use crate::mts_connector::{start_mts, wait_run};
 
 pub(crate) fn submission(given: &str, vid: &str) -> Value {
@@ -179,6 +180,14 @@ async fn imports_odk_submissions_by_window_without_duplicates() {
         .expect("old");
         let cid = odk_connector(&t, &mts_url, &odk_url, start).await;
         assert_eq!(watermark(&t, cid).await, Value::Null);
+        // Callbacks pass through a relay that keeps them, to be delivered again below.
+        let relay = Relay::start(&t.base).await;
+        patch(
+            &t,
+            cid,
+            json!({"callback_url": format!("{}/api/v1/mts/callbacks/{cid}", relay.base)}),
+        )
+        .await;
 
         // First run: [start, now).
         let done = run(&t, cid, json!({})).await;
@@ -224,6 +233,29 @@ async fn imports_odk_submissions_by_window_without_duplicates() {
         assert_eq!(reg["address"], "Kanyakwar, Kisumu", "{reg}");
         assert_eq!(reg["attributes"]["household_size"], 4, "{reg}");
         assert_eq!(registrant_count(&t).await, 2);
+
+        // The first run's callbacks delivered again: acknowledged, nothing changes.
+        let before = submissions(&t, cid, "").await;
+        for d in relay.take() {
+            let (st, body) = deliver(&t.client, &t.base, &d).await;
+            assert_eq!(st, 200);
+            let report: Value = serde_json::from_slice(&body).expect("report");
+            assert_eq!(report["created"], 0, "{report}");
+            assert_eq!(report["updated"], 0, "{report}");
+        }
+        assert_eq!(registrant_count(&t).await, 2, "replays duplicate nobody");
+        let after: Vec<Value> = submissions(&t, cid, "").await;
+        assert_eq!(
+            after
+                .iter()
+                .map(|s| &s["registrant_id"])
+                .collect::<Vec<_>>(),
+            before
+                .iter()
+                .map(|s| &s["registrant_id"])
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(registrant_ids(&t, &r1).await, ids1);
 
         // The next run takes only newer submissions (the overlap re-reads nothing older).
         odk.add_submission(
@@ -343,6 +375,7 @@ async fn imports_odk_submissions_by_window_without_duplicates() {
         );
         assert_eq!(watermark(&t, cid).await, wm4);
         assert_eq!(registrant_count(&t).await, 4);
+        relay.task.abort();
         t.stop().await;
     }
     mts.abort().await;
