@@ -20,7 +20,7 @@ use g2p_sim::mts::{MockAuthenticator, MtsConfig, MtsService};
 use g2p_store::audit::Actor;
 use g2p_store::mts::run_status;
 use g2p_store::{Store, StoreError};
-use g2p_web::api::mts::CALLBACK_SECRET_CONTEXT;
+use g2p_web::api::mts::{CALLBACK_SECRET_CONTEXT, ODK_SECRET_CONTEXT};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -545,61 +545,74 @@ async fn count(store: &Store, filter: &Value) -> anyhow::Result<usize> {
 /// (or found again and pointed at this start's MTS and receiver): registry input, all
 /// individuals, callbacks in bulk to this application with a generated bearer secret.
 async fn demo_connector(app: &App, mts_url: &str) -> anyhow::Result<i64> {
+    let create = MtsConnectorInput {
+        name: Some(DEMO_CONNECTOR.into()),
+        mts_url: Some(mts_url.into()),
+        callback_password: Some(generated_secret()),
+        call_in_bulk: Some(true),
+        chunk_size: Some(100),
+        filter: Some(json!([["is_group", "=", false]])),
+        ..Default::default()
+    };
+    let repoint = MtsConnectorInput {
+        mts_url: Some(mts_url.into()),
+        ..Default::default()
+    };
+    find_or_create_connector(app, create, repoint).await
+}
+
+/// A long random secret for a demo connector's callbacks.
+pub(crate) fn generated_secret() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// The demo connector named in `create`: made from it (secrets sealed) unless one of that name
+/// exists, then updated with `repoint` and this application's receiver, since the ports of
+/// MTS, the simulators and the receiver change from one start to the next.
+pub(crate) async fn find_or_create_connector(
+    app: &App,
+    mut create: MtsConnectorInput,
+    mut repoint: MtsConnectorInput,
+) -> anyhow::Result<i64> {
     let store = &app.store;
     let actor = Actor::system("demo");
     let receiver = |id: i64| format!("{}/api/v1/mts/callbacks/{id}", app.url());
+    let wanted = create.name.clone().unwrap_or_default();
     let existing = store
         .list_mts_connectors()
         .await?
         .into_iter()
-        .find(|c| c.name == DEMO_CONNECTOR);
+        .find(|c| c.name == wanted);
     let row = match existing {
         Some(row) => row,
         None => {
-            let password = format!(
-                "{}{}",
-                uuid::Uuid::new_v4().simple(),
-                uuid::Uuid::new_v4().simple()
-            );
-            let input = MtsConnectorInput {
-                name: Some(DEMO_CONNECTOR.into()),
-                mts_url: Some(mts_url.into()),
-                // The receiver's path holds the connector id, known once it exists.
-                callback_url: Some(receiver(0)),
-                callback_password: Some(password),
-                call_in_bulk: Some(true),
-                chunk_size: Some(100),
-                filter: Some(json!([["is_group", "=", false]])),
-                ..Default::default()
+            // The receiver's path holds the connector id, known once it exists.
+            create.callback_url = Some(receiver(0));
+            let (name, settings, secrets) =
+                create.parse(None).map_err(|e| anyhow!("{wanted}: {e}"))?;
+            let seal = |context: &str, p: Option<String>| {
+                p.map(|p| app.state.secrets.seal(context, &p)).transpose()
             };
-            let (name, settings, secrets) = input
-                .parse(None)
-                .map_err(|e| anyhow!("demo connector: {e}"))?;
-            let sealed = secrets
-                .callback_password
-                .map(|p| app.state.secrets.seal(CALLBACK_SECRET_CONTEXT, &p))
-                .transpose()?;
             store
                 .create_mts_connector(
                     &name,
                     &serde_json::to_value(&settings)?,
-                    sealed,
-                    None,
+                    seal(CALLBACK_SECRET_CONTEXT, secrets.callback_password)?,
+                    seal(ODK_SECRET_CONTEXT, secrets.odk_password)?,
                     &actor,
                 )
                 .await?
         }
     };
-    // This start's MTS address and receiver (both ports change from one start to the next).
     let current: MtsConnectorSettings = serde_json::from_value(row.settings.0.clone())?;
-    let input = MtsConnectorInput {
-        mts_url: Some(mts_url.into()),
-        callback_url: Some(receiver(row.id)),
-        ..Default::default()
-    };
-    let (name, settings, _) = input
+    repoint.callback_url = Some(receiver(row.id));
+    let (name, settings, _) = repoint
         .parse(Some((&row.name, &current)))
-        .map_err(|e| anyhow!("demo connector: {e}"))?;
+        .map_err(|e| anyhow!("{wanted}: {e}"))?;
     store
         .update_mts_connector(
             row.id,

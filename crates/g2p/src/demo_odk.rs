@@ -6,16 +6,15 @@ use std::time::Instant;
 
 use anyhow::{Context, anyhow};
 use chrono::{DateTime, TimeDelta, Utc};
-use g2p_domain::mts_connector::{MtsConnectorInput, MtsConnectorSettings};
+use g2p_domain::mts_connector::MtsConnectorInput;
 use g2p_sim::odk::{DEFAULT_EMAIL, DEFAULT_PASSWORD, OdkSim, REGISTRATION_FORM};
-use g2p_store::audit::Actor;
 use g2p_store::mts::run_status;
 use g2p_store::{Store, StoreError};
-use g2p_web::api::mts::{CALLBACK_SECRET_CONTEXT, ODK_SECRET_CONTEXT};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::App;
+use crate::demo::{find_or_create_connector, generated_secret};
 use crate::mts_connector::enqueue_run;
 
 /// Name of the ODK connector the demo creates (and finds again on the next start).
@@ -81,76 +80,28 @@ pub async fn start_odk(n: usize) -> anyhow::Result<OdkDemo> {
 /// The demo's ODK connector, created through the same validation as the API (or found again
 /// and pointed at this start's MTS, simulator and receiver).
 pub async fn demo_odk_connector(app: &App, mts_url: &str, odk: &OdkDemo) -> anyhow::Result<i64> {
-    let store = &app.store;
-    let actor = Actor::system("demo");
-    let receiver = |id: i64| format!("{}/api/v1/mts/callbacks/{id}", app.url());
-    let existing = store
-        .list_mts_connectors()
-        .await?
-        .into_iter()
-        .find(|c| c.name == DEMO_ODK_CONNECTOR);
-    let row = match existing {
-        Some(row) => row,
-        None => {
-            let input = MtsConnectorInput {
-                name: Some(DEMO_ODK_CONNECTOR.into()),
-                mts_url: Some(mts_url.into()),
-                input_type: Some("odk".into()),
-                job_type: Some("recurring".into()),
-                mapping: Some(registration_mapping()),
-                output_format: Some(REGISTRATION_OUTPUT_FORMAT.into()),
-                callback_url: Some(receiver(0)),
-                callback_password: Some(format!(
-                    "{}{}",
-                    uuid::Uuid::new_v4().simple(),
-                    uuid::Uuid::new_v4().simple()
-                )),
-                call_in_bulk: Some(true),
-                odk_base_url: Some(odk.url.clone()),
-                odk_project_id: Some(1),
-                odk_form_id: Some(REGISTRATION_FORM.into()),
-                odk_email: Some(DEFAULT_EMAIL.into()),
-                odk_password: Some(DEFAULT_PASSWORD.into()),
-                ..Default::default()
-            };
-            let (name, settings, secrets) = input
-                .parse(None)
-                .map_err(|e| anyhow!("demo ODK connector: {e}"))?;
-            let seal = |context: &str, p: Option<String>| {
-                p.map(|p| app.state.secrets.seal(context, &p)).transpose()
-            };
-            store
-                .create_mts_connector(
-                    &name,
-                    &serde_json::to_value(&settings)?,
-                    seal(CALLBACK_SECRET_CONTEXT, secrets.callback_password)?,
-                    seal(ODK_SECRET_CONTEXT, secrets.odk_password)?,
-                    &actor,
-                )
-                .await?
-        }
-    };
-    let current: MtsConnectorSettings = serde_json::from_value(row.settings.0.clone())?;
-    let input = MtsConnectorInput {
+    let create = MtsConnectorInput {
+        name: Some(DEMO_ODK_CONNECTOR.into()),
         mts_url: Some(mts_url.into()),
-        callback_url: Some(receiver(row.id)),
+        input_type: Some("odk".into()),
+        job_type: Some("recurring".into()),
+        mapping: Some(registration_mapping()),
+        output_format: Some(REGISTRATION_OUTPUT_FORMAT.into()),
+        callback_password: Some(generated_secret()),
+        call_in_bulk: Some(true),
+        odk_base_url: Some(odk.url.clone()),
+        odk_project_id: Some(1),
+        odk_form_id: Some(REGISTRATION_FORM.into()),
+        odk_email: Some(DEFAULT_EMAIL.into()),
+        odk_password: Some(DEFAULT_PASSWORD.into()),
+        ..Default::default()
+    };
+    let repoint = MtsConnectorInput {
+        mts_url: Some(mts_url.into()),
         odk_base_url: Some(odk.url.clone()),
         ..Default::default()
     };
-    let (name, settings, _) = input
-        .parse(Some((&row.name, &current)))
-        .map_err(|e| anyhow!("demo ODK connector: {e}"))?;
-    store
-        .update_mts_connector(
-            row.id,
-            &name,
-            &serde_json::to_value(&settings)?,
-            None,
-            None,
-            &actor,
-        )
-        .await?;
-    Ok(row.id)
+    find_or_create_connector(app, create, repoint).await
 }
 
 /// Queues a manual import of [since, now): the simulator is made afresh on every start, so the

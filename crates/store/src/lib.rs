@@ -16,8 +16,10 @@ pub mod import;
 pub mod jobs;
 pub mod mts;
 mod mts_callbacks;
-pub mod odk_submissions;
+#[macro_use]
 pub mod registry;
+// After `registry`: it builds registrant statements with its macros.
+pub mod odk_submissions;
 pub mod secrets;
 pub mod testing;
 pub mod value;

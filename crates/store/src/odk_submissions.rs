@@ -167,26 +167,12 @@ macro_rules! upsert_registrant {
                 (id, false)
             }
             None => {
-                let id: i64 = sqlx::query_scalar(INSERT_REGISTRANT)
-                    .bind(Some($key))
-                    .bind($r.is_group)
-                    .bind($r.name.as_str())
-                    .bind($r.given_name.as_deref())
-                    .bind($r.family_name.as_deref())
-                    .bind($r.addl_name.as_deref())
-                    .bind($r.gender.as_deref())
-                    .bind($r.birthdate)
-                    .bind($r.birthdate_not_exact)
-                    .bind($r.birth_place.as_deref())
-                    .bind($r.address.as_deref())
-                    .bind($r.phone.as_deref())
-                    .bind(Json(&$r.phone_numbers))
-                    .bind($r.email.as_deref())
-                    .bind($r.registration_date)
-                    .bind($r.disabled)
-                    .bind($r.disabled_reason.as_deref())
-                    .bind($r.group_kind.as_deref())
-                    .bind(Json(&$r.attributes))
+                // The document's own external key, if any, gives way to the submission's.
+                let keyed = NewRegistrant {
+                    external_key: Some($key.to_owned()),
+                    ..$r.clone()
+                };
+                let id: i64 = bind_registrant_fields!(sqlx::query_scalar(INSERT_REGISTRANT), keyed)
                     .bind($now)
                     .fetch_one(&mut *$tx)
                     .await?;

@@ -36,7 +36,7 @@ pub(crate) async fn person(t: &TestApp, n: usize, vid: &str) -> i64 {
     .await
 }
 
-async fn ids(t: &TestApp, id: i64) -> Vec<(String, String)> {
+pub(crate) async fn ids(t: &TestApp, id: i64) -> Vec<(String, String)> {
     let (st, v) = t
         .get(&format!("/api/v1/registrants/{id}/ids"), &t.viewer)
         .await;

@@ -123,22 +123,7 @@ async fn submissions(t: &TestApp, cid: i64, query: &str) -> Vec<Value> {
 }
 
 async fn registrant_ids(t: &TestApp, id: &Value) -> Vec<(String, String)> {
-    let (_, v) = t
-        .get(&format!("/api/v1/registrants/{id}/ids"), &t.viewer)
-        .await;
-    let mut out: Vec<(String, String)> = v
-        .as_array()
-        .expect("ids")
-        .iter()
-        .map(|i| {
-            (
-                i["id_type"].as_str().unwrap_or_default().to_owned(),
-                i["value"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
+    crate::mts_connector::ids(t, id.as_i64().expect("a registrant id")).await
 }
 
 async fn registrant_count(t: &TestApp) -> usize {

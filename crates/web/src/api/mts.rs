@@ -574,6 +574,24 @@ async fn callback_authenticated(
     }
 }
 
+/// Parses every item of a callback; any unreadable item refuses the call, naming each.
+pub(crate) fn parse_items<T>(
+    list: &[Value],
+    parse: impl Fn(usize, &Value, &mut g2p_domain::FieldErrors) -> Option<T>,
+) -> Result<Vec<T>, ApiError> {
+    let mut errors = g2p_domain::FieldErrors::new();
+    let items: Vec<T> = list
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| parse(i, v, &mut errors))
+        .collect();
+    if errors.is_empty() {
+        Ok(items)
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
 fn parse_item(
     i: usize,
     v: &Value,
@@ -649,15 +667,7 @@ pub async fn callback(
             .await?
             .into_response());
     }
-    let mut errors = g2p_domain::FieldErrors::new();
-    let items: Vec<MtsCallbackItem> = list
-        .iter()
-        .enumerate()
-        .filter_map(|(i, v)| parse_item(i, v, &mut errors))
-        .collect();
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
+    let items: Vec<MtsCallbackItem> = parse_items(&list, parse_item)?;
     let policy = MtsCallbackPolicy {
         connector_id: row.id,
         vid_id_type: &settings.vid_id_type,

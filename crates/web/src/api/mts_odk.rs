@@ -124,15 +124,7 @@ pub async fn receive(
     settings: &MtsConnectorSettings,
     list: &[Value],
 ) -> Result<Json<OdkCallbackReport>, ApiError> {
-    let mut errors = FieldErrors::new();
-    let items: Vec<OdkSubmission> = list
-        .iter()
-        .enumerate()
-        .filter_map(|(i, v)| parse_item(i, v, &mut errors))
-        .collect();
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
+    let items: Vec<OdkSubmission> = crate::api::mts::parse_items(list, parse_item)?;
     let policy = OdkPolicy {
         connector_id: row.id,
         vid_id_type: &settings.vid_id_type,
