@@ -14,6 +14,7 @@ mod api_registrants;
 mod api_shape;
 mod console;
 mod console_mts;
+mod console_odk;
 mod demo;
 mod helpers;
 mod import;

@@ -1,7 +1,9 @@
 //! MTS connectors: the list with each connector's last run, a create form, and one page per
 //! connector with its settings form (grouped like OpenG2P's), Start / Stop / Run now / Retry
 //! failed, a manual import, and its runs, failures and possible duplicates, which htmx
-//! refreshes every 2 s while a run is in progress.
+//! refreshes every 2 s while a run is in progress. An ODK connector's page shows instead its
+//! watermark, each run's window and outcome counts, a manual window form, and its submissions
+//! (filtered by outcome, in keyset pages, possible duplicates linked to their registrant).
 //!
 //! Every change goes through the JSON API's own handlers in [`crate::api::mts`] (called as
 //! functions, with the console user as the caller), so that the console and the API validate,
@@ -19,15 +21,16 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum_htmx::HxRequest;
 use g2p_domain::FieldErrors;
 use g2p_domain::mts_connector::{
-    DEFAULT_OUTPUT_FORMAT, MtsConnectorInput, MtsConnectorSettings, REGISTRANT_FIELDS,
+    DEFAULT_OUTPUT_FORMAT, InputType, MtsConnectorInput, MtsConnectorSettings, REGISTRANT_FIELDS,
 };
 use g2p_store::mts::{MtsRun, MtsRunProgress, run_status};
+use g2p_store::odk_submissions::{OdkRunCounts, OdkSubmissionRow, outcome};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ConsoleError, ConsoleUser, Layout, format_time, mask, render};
 use crate::api::ApiJson;
-use crate::api::mts::{self as api, FailureQuery, MtsConnectorView};
+use crate::api::mts::{self as api, FailureQuery, MtsConnectorView, SubmissionQuery};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -37,6 +40,8 @@ const RUNS_SHOWN: i64 = 20;
 /// Failures and duplicate groups shown on a connector page.
 const FAILURES_SHOWN: i64 = 100;
 const DUPLICATES_SHOWN: i64 = 100;
+/// Submissions of an ODK connector shown per page.
+const SUBMISSIONS_PAGE: i64 = 50;
 
 /// The console user as the API's caller, so that the API handlers can be called directly.
 fn caller(user: &ConsoleUser) -> Caller {
@@ -705,6 +710,20 @@ pub struct RunRow {
     pub processed: i64,
     pub failed: i64,
     pub error: String,
+    /// ODK input: the window read and what its submissions became.
+    pub odk: Option<OdkRunRow>,
+}
+
+/// An ODK run as shown: its window (empty until the worker has read it) and its outcome.
+pub struct OdkRunRow {
+    pub window_start: String,
+    pub window_end: String,
+    pub counts: OdkRunCounts,
+}
+
+/// Instants of ODK windows and watermarks: to the second, as ODK Central compares them.
+fn format_instant(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
 fn is_active(status: &str) -> bool {
@@ -714,7 +733,20 @@ fn is_active(status: &str) -> bool {
     )
 }
 
-fn run_row(run: MtsRun, p: MtsRunProgress) -> RunRow {
+fn run_row(run: MtsRun, p: MtsRunProgress, odk: Option<OdkRunCounts>) -> RunRow {
+    let odk = odk.map(|counts| OdkRunRow {
+        window_start: run
+            .window_start
+            .as_ref()
+            .map(format_instant)
+            .unwrap_or_default(),
+        window_end: run
+            .window_end
+            .as_ref()
+            .map(format_instant)
+            .unwrap_or_default(),
+        counts,
+    });
     RunRow {
         id: run.id,
         kind: run.kind,
@@ -732,7 +764,20 @@ fn run_row(run: MtsRun, p: MtsRunProgress) -> RunRow {
         processed: p.processed,
         failed: p.failed,
         error: run.error.unwrap_or_default(),
+        odk,
     }
+}
+
+/// A run with its progress, and for a run of an ODK connector (or one with a window), its
+/// per-outcome counts, as the API's run view has them.
+async fn load_run_row(state: &AppState, run: MtsRun, odk: bool) -> Result<RunRow, ConsoleError> {
+    let progress = state.store.mts_run_progress(run.id).await?;
+    let counts = if odk || run.window_end.is_some() {
+        Some(state.store.odk_run_counts(run.id).await?)
+    } else {
+        None
+    };
+    Ok(run_row(run, progress, counts))
 }
 
 pub struct FailureRow {
@@ -759,20 +804,155 @@ pub struct Activity {
     pub failures_truncated: bool,
     pub token_id_type: String,
     pub duplicates: Vec<DuplicateRow>,
+    /// ODK input: the watermark and the submissions in place of the failures.
+    pub odk: Option<OdkActivity>,
+}
+
+/// What an ODK connector's page shows besides its runs.
+pub struct OdkActivity {
+    /// Submissions received before this instant have been imported (empty: none yet).
+    pub watermark: String,
+    pub submissions: SubmissionsView,
+}
+
+/// Which submissions are shown: one outcome or all, and the page (keyset on instance id).
+#[derive(Deserialize, Default, Clone)]
+#[serde(default)]
+pub struct SubmissionFilter {
+    /// One of [`OUTCOMES`]; empty for all.
+    pub outcome: String,
+    /// The last instance id of the previous page; empty for the first page.
+    pub after: String,
+}
+
+/// The outcomes a submission can have, with their labels in the filter.
+const OUTCOMES: [(&str, &str); 6] = [
+    (outcome::CREATED, "Created"),
+    (outcome::UPDATED, "Updated"),
+    (outcome::UNCHANGED, "Unchanged"),
+    (outcome::DUPLICATE, "Possible duplicates"),
+    (outcome::HELD, "Held for review"),
+    (outcome::INVALID, "Invalid"),
+];
+
+impl SubmissionFilter {
+    fn parse(self) -> Result<Self, ConsoleError> {
+        let outcome = self.outcome.trim().to_owned();
+        if !outcome.is_empty() && !OUTCOMES.iter().any(|(o, _)| *o == outcome) {
+            return Err(ApiError::BadRequest {
+                code: "bad_query",
+                message: format!("unknown outcome {outcome:?}"),
+            }
+            .into());
+        }
+        Ok(SubmissionFilter {
+            outcome,
+            after: self.after,
+        })
+    }
+}
+
+pub struct SubmissionRow {
+    pub instance_id: String,
+    pub run_id: String,
+    pub submission_date: String,
+    pub outcome: String,
+    pub status: String,
+    pub error_code: String,
+    pub error_message: String,
+    pub registrant_id: Option<i64>,
+    pub duplicate_of: Option<i64>,
+    pub updated: String,
+}
+
+fn submission_row(s: OdkSubmissionRow) -> SubmissionRow {
+    SubmissionRow {
+        instance_id: s.instance_id,
+        run_id: s.run_id.map(|r| r.to_string()).unwrap_or_default(),
+        submission_date: s
+            .submission_date
+            .as_ref()
+            .map(format_instant)
+            .unwrap_or_default(),
+        outcome: s.outcome,
+        status: s.status,
+        error_code: s.error_code.unwrap_or_default(),
+        error_message: s.error_message.unwrap_or_default(),
+        registrant_id: s.registrant_id,
+        duplicate_of: s.duplicate_of,
+        updated: format_time(&s.updated_at),
+    }
+}
+
+/// One page of an ODK connector's submissions, with the filter that chose it.
+pub struct SubmissionsView {
+    pub filter: SubmissionFilter,
+    pub outcomes: Vec<SelectOption>,
+    pub rows: Vec<SubmissionRow>,
+    pub next_after: Option<String>,
+}
+
+impl SubmissionsView {
+    pub fn is_first_page(&self) -> bool {
+        self.filter.after.is_empty()
+    }
+}
+
+async fn submissions_view(
+    state: &AppState,
+    user: &ConsoleUser,
+    id: i64,
+    filter: SubmissionFilter,
+) -> Result<SubmissionsView, ConsoleError> {
+    // One more than a page, to know whether there is a next one.
+    let Json(mut rows) = api::submissions(
+        State(state.clone()),
+        caller(user),
+        Path(id),
+        Query(SubmissionQuery {
+            outcome: (!filter.outcome.is_empty()).then(|| filter.outcome.clone()),
+            run_id: None,
+            after: (!filter.after.is_empty()).then(|| filter.after.clone()),
+            limit: Some(SUBMISSIONS_PAGE + 1),
+        }),
+    )
+    .await?;
+    let next_after = if rows.len() as i64 > SUBMISSIONS_PAGE {
+        rows.truncate(usize::try_from(SUBMISSIONS_PAGE).unwrap_or(usize::MAX));
+        rows.last().map(|r| r.instance_id.clone())
+    } else {
+        None
+    };
+    let outcomes = std::iter::once(("", "All"))
+        .chain(OUTCOMES)
+        .map(|(value, label)| SelectOption {
+            value,
+            label,
+            selected: value == filter.outcome,
+        })
+        .collect();
+    Ok(SubmissionsView {
+        filter,
+        outcomes,
+        rows: rows.into_iter().map(submission_row).collect(),
+        next_after,
+    })
 }
 
 async fn activity(
     state: &AppState,
     user: &ConsoleUser,
-    id: i64,
-    token_id_type: &str,
+    c: &MtsConnectorView,
+    filter: SubmissionFilter,
 ) -> Result<Activity, ConsoleError> {
+    let id = c.id;
+    let is_odk = c.settings.input_type == InputType::Odk;
+    let token_id_type = c.settings.token_id_type.as_str();
     // As the API's run list does: runs with nothing owed any more become completed.
     state.store.complete_mts_runs().await?;
     let mut runs = Vec::new();
     for run in state.store.list_mts_runs(id, RUNS_SHOWN).await? {
-        let progress = state.store.mts_run_progress(run.id).await?;
-        runs.push(run_row(run, progress));
+        runs.push(load_run_row(state, run, is_odk).await?);
     }
     let Json(failures) = api::failures(
         State(state.clone()),
@@ -811,6 +991,14 @@ async fn activity(
             registrant_ids: d.registrant_ids,
         })
         .collect();
+    let odk = if is_odk {
+        Some(OdkActivity {
+            watermark: c.watermark.as_ref().map(format_instant).unwrap_or_default(),
+            submissions: submissions_view(state, user, id, filter).await?,
+        })
+    } else {
+        None
+    };
     Ok(Activity {
         connector_id: id,
         polling: runs.iter().any(|r| is_active(&r.status)),
@@ -819,6 +1007,7 @@ async fn activity(
         failures_truncated,
         token_id_type: token_id_type.to_owned(),
         duplicates,
+        odk,
     })
 }
 
@@ -853,11 +1042,9 @@ async fn list_page(
     state.store.complete_mts_runs().await?;
     let mut rows = Vec::new();
     for v in views {
+        let is_odk = v.settings.input_type == InputType::Odk;
         let last_run = match state.store.list_mts_runs(v.id, 1).await?.pop() {
-            Some(run) => {
-                let progress = state.store.mts_run_progress(run.id).await?;
-                Some(run_row(run, progress))
-            }
+            Some(run) => Some(load_run_row(state, run, is_odk).await?),
             None => None,
         };
         rows.push(ConnectorRow {
@@ -959,12 +1146,16 @@ pub async fn create(
 struct ConnectorPage {
     layout: Layout,
     c: MtsConnectorView,
+    /// ODK input: windows and submissions instead of records and failures.
+    is_odk: bool,
     is_admin: bool,
     csrf: String,
     notice: Option<&'static str>,
     action_error: Option<String>,
     form: FormView,
     import: ImportView,
+    /// ODK input: the manual window form (in place of the manual import).
+    window: Option<WindowView>,
     activity: Activity,
 }
 
@@ -982,14 +1173,24 @@ pub struct ImportView {
     pub filter_error: Option<String>,
 }
 
+/// The manual window form of an ODK connector as shown: the values as typed.
+pub struct WindowView {
+    pub start: String,
+    pub end: String,
+    pub start_error: Option<String>,
+    pub end_error: Option<String>,
+}
+
 /// What a connector page shows besides the stored connector.
 #[derive(Default)]
 struct Shown {
     status: Option<StatusCode>,
     form: Option<(ConnectorForm, FieldErrors)>,
     import: Option<(RunForm, FieldErrors)>,
+    window: Option<(RunForm, FieldErrors)>,
     notice: Option<&'static str>,
     action_error: Option<String>,
+    submissions: SubmissionFilter,
 }
 
 fn notice(done: &str) -> Option<&'static str> {
@@ -999,6 +1200,7 @@ fn notice(done: &str) -> Option<&'static str> {
         "started" => "Connector started: a run is queued.",
         "stopped" => "Connector stopped.",
         "run" => "Run queued.",
+        "window" => "Run of the window queued.",
         "retry" => "Failed records queued again.",
         _ => return None,
     })
@@ -1044,18 +1246,42 @@ async fn connector_page(
             filter_error: None,
         },
     };
-    let activity = activity(state, user, id, &c.settings.token_id_type).await?;
+    let mut action_error = shown.action_error;
+    let window = match shown.window {
+        _ if c.settings.input_type != InputType::Odk => {
+            // A window posted to a connector that does not read ODK: it has no window form.
+            if let Some((_, errors)) = shown.window {
+                action_error = Some(action_message(&ApiError::Validation(errors)));
+            }
+            None
+        }
+        Some((f, errors)) => Some(WindowView {
+            start_error: super::field_error(&errors, "window_start"),
+            end_error: super::field_error(&errors, "window_end"),
+            start: f.window_start,
+            end: f.window_end,
+        }),
+        None => Some(WindowView {
+            start: String::new(),
+            end: String::new(),
+            start_error: None,
+            end_error: None,
+        }),
+    };
+    let activity = activity(state, user, &c, shown.submissions).await?;
     Ok(render(
         shown.status.unwrap_or(StatusCode::OK),
         &ConnectorPage {
             layout: Layout::new(user, "mts"),
+            is_odk: c.settings.input_type == InputType::Odk,
             c,
             is_admin: user.role.is_admin(),
             csrf: user.csrf.clone(),
             notice: shown.notice,
-            action_error: shown.action_error,
+            action_error,
             form,
             import,
+            window,
             activity,
         },
     ))
@@ -1065,6 +1291,9 @@ async fn connector_page(
 pub struct DetailQuery {
     /// What was just done, to confirm it.
     done: Option<String>,
+    /// ODK input: the submissions shown.
+    #[serde(flatten)]
+    submissions: SubmissionFilter,
 }
 
 pub async fn detail(
@@ -1074,28 +1303,38 @@ pub async fn detail(
     q: Result<Query<DetailQuery>, QueryRejection>,
 ) -> Result<Response, ConsoleError> {
     let id = connector_id(id)?;
-    let done = q.ok().and_then(|Query(q)| q.done);
+    let (done, submissions) = match q {
+        Ok(Query(q)) => (q.done, q.submissions.parse()?),
+        Err(_) => (None, SubmissionFilter::default()),
+    };
     let shown = Shown {
         notice: done.as_deref().and_then(notice),
+        submissions,
         ..Shown::default()
     };
     connector_page(&state, &user, id, shown).await
 }
 
-/// The runs, failures and duplicates of a connector, for htmx polling; a plain request goes
-/// to the whole page.
+/// The runs, failures and duplicates of a connector (of an ODK connector: the runs, the
+/// watermark and the page of submissions given by the query), for htmx polling; a plain
+/// request goes to the whole page.
 pub async fn activity_fragment(
     State(state): State<AppState>,
     user: ConsoleUser,
     HxRequest(htmx): HxRequest,
     id: Result<Path<i64>, PathRejection>,
+    q: Result<Query<SubmissionFilter>, QueryRejection>,
 ) -> Result<Response, ConsoleError> {
     let id = connector_id(id)?;
     if !htmx {
         return Ok(Redirect::to(&format!("/mts/{id}")).into_response());
     }
+    let filter = match q {
+        Ok(Query(f)) => f.parse()?,
+        Err(_) => SubmissionFilter::default(),
+    };
     let Json(c) = api::get_one(State(state.clone()), caller(&user), Path(id)).await?;
-    let activity = activity(&state, &user, id, &c.settings.token_id_type).await?;
+    let activity = activity(&state, &user, &c, filter).await?;
     Ok(render(StatusCode::OK, &ActivityFragment { activity }))
 }
 
@@ -1225,14 +1464,51 @@ pub async fn retry(
     after_action(&state, &user, id, result, "retry").await
 }
 
-/// "Run now" (no fields) or the manual import form (`import` set, with registrant ids or a
-/// filter).
+/// "Run now" (no fields), the manual import form (`import` set, with registrant ids or a
+/// filter), or the manual window form of an ODK connector (`window` set, with its bounds).
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct RunForm {
     import: String,
     registrant_ids: String,
     filter: String,
+    window: String,
+    window_start: String,
+    window_end: String,
+}
+
+/// A bound of a manual window as RFC 3339: what a `datetime-local` control sends
+/// (`2024-01-31T10:00`, seconds optional), read as UTC, or an RFC 3339 date-time. `None` when
+/// empty.
+fn window_bound(field: &str, text: &str, errors: &mut FieldErrors) -> Option<String> {
+    let t = text.trim();
+    if t.is_empty() {
+        errors.add(field, "is required");
+        return None;
+    }
+    if let Ok(d) = chrono::DateTime::parse_from_rfc3339(t) {
+        return Some(d.to_utc().to_rfc3339());
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+        if let Ok(d) = chrono::NaiveDateTime::parse_from_str(t, format) {
+            return Some(d.and_utc().to_rfc3339());
+        }
+    }
+    errors.add(
+        field,
+        "must be a date and time in UTC, e.g. 2024-01-31T10:00",
+    );
+    None
+}
+
+/// Whether every problem is about a bound of the window (so shown next to it); others, e.g.
+/// a connector that does not read ODK, are shown as the action's error.
+fn is_about_window(errors: &FieldErrors) -> bool {
+    !errors.is_empty()
+        && errors
+            .0
+            .keys()
+            .all(|k| k == "window_start" || k == "window_end")
 }
 
 /// Registrant ids separated by commas, spaces or new lines.
@@ -1268,9 +1544,21 @@ pub async fn run(
     let id = connector_id(id)?;
     let Form(form) = form.map_err(bad_form)?;
     let importing = !form.import.is_empty();
+    let windowing = !form.window.is_empty();
     let mut errors = FieldErrors::new();
     let mut body = serde_json::Map::new();
-    if importing {
+    if windowing {
+        // Both bounds go to the API as typed (once readable): it checks their order and
+        // that the connector reads ODK, as for any client.
+        for (field, text) in [
+            ("window_start", &form.window_start),
+            ("window_end", &form.window_end),
+        ] {
+            if let Some(bound) = window_bound(field, text, &mut errors) {
+                body.insert(field.into(), json!(bound));
+            }
+        }
+    } else if importing {
         if let Some(ids) = parse_ids(&form.registrant_ids, &mut errors) {
             body.insert("registrant_ids".into(), json!(ids));
         }
@@ -1308,6 +1596,14 @@ pub async fn run(
         Err(ApiError::Validation(errors))
     };
     match result {
+        Err(ApiError::Validation(errors)) if windowing && is_about_window(&errors) => {
+            let shown = Shown {
+                status: Some(StatusCode::UNPROCESSABLE_ENTITY),
+                window: Some((form, errors)),
+                ..Shown::default()
+            };
+            connector_page(&state, &user, id, shown).await
+        }
         Err(ApiError::Validation(errors)) if importing => {
             let shown = Shown {
                 status: Some(StatusCode::UNPROCESSABLE_ENTITY),
@@ -1316,7 +1612,16 @@ pub async fn run(
             };
             connector_page(&state, &user, id, shown).await
         }
-        other => after_action(&state, &user, id, other, "run").await,
+        other => {
+            after_action(
+                &state,
+                &user,
+                id,
+                other,
+                if windowing { "window" } else { "run" },
+            )
+            .await
+        }
     }
 }
 
@@ -1362,6 +1667,49 @@ mod tests {
                 if n == "c" && *parsed == s && secrets.callback_password.is_none()),
             "{parsed:?}"
         );
+    }
+
+    #[test]
+    fn window_bounds_are_read_as_utc() {
+        let mut e = FieldErrors::new();
+        assert_eq!(
+            window_bound("window_start", "2024-01-31T10:00", &mut e).as_deref(),
+            Some("2024-01-31T10:00:00+00:00")
+        );
+        assert_eq!(
+            window_bound("window_start", "2024-01-31T10:00:05", &mut e).as_deref(),
+            Some("2024-01-31T10:00:05+00:00")
+        );
+        assert_eq!(
+            window_bound("window_end", "2024-01-31T12:00:00+02:00", &mut e).as_deref(),
+            Some("2024-01-31T10:00:00+00:00")
+        );
+        assert!(e.is_empty());
+        assert_eq!(window_bound("window_start", " ", &mut e), None);
+        assert_eq!(window_bound("window_end", "yesterday", &mut e), None);
+        assert_eq!(
+            super::super::field_error(&e, "window_start").as_deref(),
+            Some("is required")
+        );
+        assert!(e.0.contains_key("window_end"));
+        assert!(is_about_window(&e));
+        e.add("filter", "x");
+        assert!(!is_about_window(&e));
+    }
+
+    #[test]
+    fn submission_filters_know_the_outcomes() {
+        let f = |o: &str| SubmissionFilter {
+            outcome: o.to_owned(),
+            after: String::new(),
+        };
+        assert!(f("").parse().is_ok());
+        assert!(
+            f(" duplicate ")
+                .parse()
+                .is_ok_and(|f| f.outcome == "duplicate")
+        );
+        assert!(f("lost").parse().is_err());
     }
 
     #[test]
