@@ -477,7 +477,7 @@ impl Store {
         const SQL: &str = "UPDATE mts_runs SET status = 'completed', finished_at = $1 \
             WHERE status = 'submitted' AND NOT EXISTS (SELECT 1 FROM mts_records m \
             WHERE m.run_id = mts_runs.id AND m.state = 'sent') \
-            AND (window_end IS NULL OR sent <= (SELECT count(*) FROM odk_submissions o \
+            AND (window_end IS NULL OR sent <= (SELECT count(*) FROM odk_run_submissions o \
             WHERE o.run_id = mts_runs.id))";
         Ok(with_db!(self, write, p => {
             sqlx::query(SQL).bind(Utc::now()).execute(p).await?.rows_affected()

@@ -120,6 +120,8 @@ const UPSERT_ID: &str = "INSERT INTO reg_ids (registrant_id, id_type_id, value, 
     created_at, updated_at) VALUES ($1, $2, $3, 'valid', $4, $4) \
     ON CONFLICT (registrant_id, id_type_id) DO UPDATE SET value = excluded.value, \
     status = 'valid', updated_at = excluded.updated_at";
+const RUN_HISTORY: &str = "INSERT INTO odk_run_submissions (run_id, instance_id, outcome, status) \
+    VALUES ($1, $2, $3, $4)";
 const UPDATE_FIELDS: &str = "UPDATE registrants SET is_group = $2, name = $3, given_name = $4, \
     family_name = $5, addl_name = $6, gender = $7, birthdate = $8, birthdate_not_exact = $9, \
     birth_place = $10, address = $11, phone = $12, phone_numbers = $13, email = $14, \
@@ -128,7 +130,8 @@ const UPSERT_SUBMISSION: &str = "INSERT INTO odk_submissions (connector_id, inst
     submission_date, outcome, status, registrant_id, duplicate_of, error_code, error_message, \
     document, digest, created_at, updated_at) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) \
-    ON CONFLICT (connector_id, instance_id) DO UPDATE SET run_id = excluded.run_id, \
+    ON CONFLICT (connector_id, instance_id) DO UPDATE SET \
+    run_id = COALESCE(excluded.run_id, odk_submissions.run_id), \
     submission_date = excluded.submission_date, outcome = excluded.outcome, \
     status = excluded.status, registrant_id = excluded.registrant_id, \
     duplicate_of = excluded.duplicate_of, error_code = excluded.error_code, \
@@ -214,7 +217,6 @@ impl Store {
     pub async fn apply_odk_submission(
         &self,
         policy: &OdkPolicy<'_>,
-        run_id: Option<i64>,
         sub: &OdkSubmission,
         actor: &Actor,
     ) -> Result<OdkApplied> {
@@ -263,6 +265,22 @@ impl Store {
 
         with_db!(self, write, p => {
             let mut tx = p.begin().await?;
+            // The run this result answers: the oldest unfinished run whose window holds the
+            // submission and that has not had it yet (two runs may both read an overlap). A
+            // replay after its run finished belongs to none and leaves every run's counts alone.
+            let run_id: Option<i64> = sqlx::query_scalar(
+                "SELECT r.id FROM mts_runs r WHERE r.connector_id = $1 \
+                 AND r.status IN ('running', 'submitted') AND r.window_end IS NOT NULL \
+                 AND ($2 IS NULL OR (r.window_start <= $2 AND r.window_end > $2)) \
+                 AND NOT EXISTS (SELECT 1 FROM odk_run_submissions s \
+                   WHERE s.run_id = r.id AND s.instance_id = $3) \
+                 ORDER BY r.id LIMIT 1",
+            )
+            .bind(policy.connector_id)
+            .bind(sub.submission_date)
+            .bind(&sub.instance_id)
+            .fetch_optional(&mut *tx)
+            .await?;
             let seen: Option<(String, String, Option<i64>, Option<i64>)> = sqlx::query_as(
                 "SELECT digest, outcome, registrant_id, duplicate_of FROM odk_submissions \
                  WHERE connector_id = $1 AND instance_id = $2",
@@ -275,14 +293,18 @@ impl Store {
                 && *d == digest
             {
                 // The same result again (a replayed callback, or a re-read window whose
-                // submission did not change): the registry is left alone; the row tells the
-                // run that saw it. Submissions awaiting review stay listed as such.
-                sqlx::query("UPDATE odk_submissions SET run_id = COALESCE($3, run_id), \
-                     outcome = CASE WHEN outcome IN ('created', 'updated') THEN 'unchanged' \
-                     ELSE outcome END \
-                     WHERE connector_id = $1 AND instance_id = $2")
-                    .bind(policy.connector_id).bind(&sub.instance_id).bind(run_id)
-                    .execute(&mut *tx).await?;
+                // submission did not change): the registry and the submission's outcome are
+                // left alone; only the run that read it again counts it, as unchanged.
+                if let Some(run) = run_id {
+                    sqlx::query("UPDATE odk_submissions SET run_id = $3 \
+                         WHERE connector_id = $1 AND instance_id = $2")
+                        .bind(policy.connector_id).bind(&sub.instance_id).bind(run)
+                        .execute(&mut *tx).await?;
+                    sqlx::query(RUN_HISTORY)
+                        .bind(run).bind(&sub.instance_id).bind(outcome::UNCHANGED)
+                        .bind(&sub.status)
+                        .execute(&mut *tx).await?;
+                }
                 tx.commit().await?;
                 return Ok(OdkApplied {
                     instance_id: sub.instance_id.clone(),
@@ -386,6 +408,11 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
+            if let Some(run) = run_id {
+                sqlx::query(RUN_HISTORY)
+                    .bind(run).bind(&sub.instance_id).bind(&result).bind(&sub.status)
+                    .execute(&mut *tx).await?;
+            }
             tx.commit().await?;
             Ok(OdkApplied {
                 instance_id: sub.instance_id.clone(),
@@ -418,7 +445,7 @@ impl Store {
 
     /// What a run's window brought, by outcome.
     pub async fn odk_run_counts(&self, run_id: i64) -> Result<OdkRunCounts> {
-        const SQL: &str = "SELECT outcome, status, count(*) FROM odk_submissions \
+        const SQL: &str = "SELECT outcome, status, count(*) FROM odk_run_submissions \
             WHERE run_id = $1 GROUP BY outcome, status";
         let rows: Vec<(String, String, i64)> = with_db!(self, read, p => {
             sqlx::query_as(SQL).bind(run_id).fetch_all(p).await?

@@ -111,7 +111,8 @@ async fn watermark(t: &TestApp, cid: i64) -> Value {
     c["watermark"].clone()
 }
 
-async fn submissions(t: &TestApp, cid: i64, query: &str) -> Vec<Value> {
+/// The submissions of connector `cid` as the API lists them (`query` after the `?`).
+pub(crate) async fn submissions(t: &TestApp, cid: i64, query: &str) -> Vec<Value> {
     let (st, v) = t
         .get(
             &format!("/api/v1/mts/connectors/{cid}/submissions?{query}"),
@@ -186,6 +187,7 @@ async fn imports_odk_submissions_by_window_without_duplicates() {
             (&json!(2), &json!(1), &json!(1)),
             "{done}"
         );
+        let first_run = done["id"].clone();
         let wm1 = watermark(&t, cid).await;
         assert!(wm1.is_string(), "the watermark moved: {wm1}");
         let subs = submissions(&t, cid, "").await;
@@ -287,6 +289,13 @@ async fn imports_odk_submissions_by_window_without_duplicates() {
             3,
             "re-running a window duplicates nobody"
         );
+        // Each run keeps its own counts when a later window reads its submissions again.
+        let (_, first) = t
+            .get(&format!("/api/v1/mts/runs/{first_run}"), &t.viewer)
+            .await;
+        assert_eq!(first["odk"]["created"], 2, "{first}");
+        assert_eq!(first["odk"]["received"], 2, "{first}");
+        assert_eq!(done["odk"]["unchanged"], 3, "{done}");
         assert_eq!(registrant_ids(&t, &r1).await, ids1, "nothing changed");
 
         // The same person submitted twice: the second is flagged, not made a second person.

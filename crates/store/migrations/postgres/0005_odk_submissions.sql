@@ -4,13 +4,12 @@
 CREATE TABLE odk_submissions (
     connector_id BIGINT NOT NULL REFERENCES mts_connectors (id) ON DELETE CASCADE,
     instance_id TEXT NOT NULL,
-    -- The run whose window last brought it.
+    -- The last run whose window brought it (odk_run_submissions has every run's).
     run_id BIGINT REFERENCES mts_runs (id) ON DELETE SET NULL,
     submission_date TIMESTAMPTZ,
-    -- 'created', 'updated', 'unchanged' (received again, identical), 'duplicate' (its token
-    -- belongs to another registrant), 'held'
-    -- (authentication failed and the connector holds such submissions for review), 'invalid'
-    -- (the document is not a valid registrant).
+    -- What became of it when last applied: 'created', 'updated', 'duplicate' (its token
+    -- belongs to another registrant), 'held' (authentication failed and the connector holds
+    -- such submissions for review), 'invalid' (the document is not a valid registrant).
     outcome TEXT NOT NULL,
     -- MTS's status for the record ('processed' or the failure).
     status TEXT NOT NULL,
@@ -28,3 +27,14 @@ CREATE TABLE odk_submissions (
 );
 CREATE INDEX odk_submissions_run_idx ON odk_submissions (run_id, outcome);
 CREATE INDEX odk_submissions_outcome_idx ON odk_submissions (connector_id, outcome);
+
+-- What each run's window brought, one row per (run, submission): a run's counts stay its own
+-- when a later window reads the same submissions again, and a run is complete once it has as
+-- many rows as ODK Central held submissions in its window.
+CREATE TABLE odk_run_submissions (
+    run_id BIGINT NOT NULL REFERENCES mts_runs (id) ON DELETE CASCADE,
+    instance_id TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    status TEXT NOT NULL,
+    PRIMARY KEY (run_id, instance_id)
+);

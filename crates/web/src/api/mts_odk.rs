@@ -132,25 +132,13 @@ pub async fn receive(
         remove_vid: settings.remove_vid,
         hold_failed: settings.odk_hold_failed,
     };
-    let run_id = s
-        .store
-        .list_mts_runs(row.id, 1)
-        .await?
-        .first()
-        .map(|r| r.id);
     let actor = Actor::system(&format!("odk-callback:{}", row.id));
     let mut report = OdkCallbackReport::default();
     for item in &items {
-        let applied = match s
-            .store
-            .apply_odk_submission(&policy, run_id, item, &actor)
-            .await
-        {
+        let applied = match s.store.apply_odk_submission(&policy, item, &actor).await {
             // Two deliveries of a new submission raced to create it: the loser now finds it.
             Err(g2p_store::StoreError::Conflict { .. }) => {
-                s.store
-                    .apply_odk_submission(&policy, run_id, item, &actor)
-                    .await?
+                s.store.apply_odk_submission(&policy, item, &actor).await?
             }
             other => other?,
         };
