@@ -7,19 +7,16 @@
 // Test helpers, not only `#[test]` functions, may fail loudly.
 #![allow(clippy::expect_used, clippy::panic)]
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use fantoccini::{Client, ClientBuilder, Locator};
-use futures::FutureExt;
+use fantoccini::{Client, Locator};
 use g2p_store::Backend;
 use g2p_store::jobs::NewJob;
-use reqwest::Response;
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::header::{COOKIE, SET_COOKIE};
 use serde_json::{Value, json};
 
+use crate::browser::{
+    self, SIGN_IN, by_label, click, csrf_of, eventually, get_fragment, get_page, location,
+    post_form, sign_in, type_into, wait_path,
+};
 use crate::helpers::TestApp;
 
 const VID: &str = "4820193746501234";
@@ -80,67 +77,6 @@ async fn seed(t: &TestApp) -> Seeded {
 }
 
 // ------------------------------------------------------------------ plain HTTP
-
-/// Signs in with `key` through the form and returns the `Cookie` header value.
-async fn sign_in(t: &TestApp, key: &str) -> String {
-    let resp = t
-        .client
-        .post(t.url("/login"))
-        .form(&[("key", key)])
-        .send()
-        .await
-        .expect("login sent");
-    assert_eq!(resp.status().as_u16(), 303, "sign-in should redirect");
-    assert_eq!(location(&resp), "/registrants");
-    let set = resp
-        .headers()
-        .get(SET_COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .expect("session cookie set")
-        .to_owned();
-    set.split(';').next().expect("cookie pair").to_owned()
-}
-
-fn location(resp: &Response) -> String {
-    resp.headers()
-        .get(LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
-}
-
-async fn get_page(t: &TestApp, path: &str, cookie: &str) -> (u16, String) {
-    let resp = t
-        .client
-        .get(t.url(path))
-        .header(COOKIE, cookie)
-        .send()
-        .await
-        .expect("page request");
-    let status = resp.status().as_u16();
-    (status, resp.text().await.expect("page body"))
-}
-
-async fn post_form(t: &TestApp, path: &str, cookie: &str, form: &[(&str, &str)]) -> Response {
-    t.client
-        .post(t.url(path))
-        .header(COOKIE, cookie)
-        .form(form)
-        .send()
-        .await
-        .expect("form posted")
-}
-
-/// The CSRF token of a page (every signed-in page has one in its sign-out form).
-fn csrf_of(html: &str) -> String {
-    let marker = r#"name="csrf" value=""#;
-    let start = html.find(marker).expect("page has a csrf field") + marker.len();
-    html[start..]
-        .split('"')
-        .next()
-        .expect("csrf value")
-        .to_owned()
-}
 
 #[tokio::test]
 async fn console_sign_in_sets_a_strict_http_only_cookie() {
@@ -580,15 +516,7 @@ async fn console_jobs_show_progress_and_admins_can_cancel() {
     .await;
     assert_eq!(resp.status().as_u16(), 303);
     // The polled fragment.
-    let resp = t
-        .client
-        .get(t.url("/jobs"))
-        .header(COOKIE, &admin)
-        .header("HX-Request", "true")
-        .send()
-        .await
-        .expect("fragment");
-    let frag = resp.text().await.expect("body");
+    let (_, frag) = get_fragment(&t, "/jobs", &admin).await;
     assert!(
         frag.starts_with(r#"<div id="jobs""#) && frag.contains("queued"),
         "{frag}"
@@ -597,100 +525,6 @@ async fn console_jobs_show_progress_and_admins_can_cancel() {
 }
 
 // ------------------------------------------------------------------ browser
-
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// chromedriver (and the browsers it started) stop when this is dropped, also on failure.
-struct Chromedriver {
-    child: Child,
-    profile: PathBuf,
-}
-
-impl Drop for Chromedriver {
-    fn drop(&mut self) {
-        // chromedriver runs in its own process group; ending the group also ends any Chromium
-        // it started, which killing chromedriver alone would leave behind.
-        let pid = self.child.id();
-        if pid > 1 {
-            // `--` matters: procps-ng 4.0.2 reads `kill -KILL -1234` as signal options and
-            // signals the wrong target (possibly every process).
-            let _ = Command::new("kill")
-                .args(["-s", "KILL", "--", &format!("-{pid}")])
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.profile);
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-async fn start_chromedriver() -> (Chromedriver, u16) {
-    use std::os::unix::process::CommandExt;
-    let port = free_port();
-    let profile =
-        std::env::temp_dir().join(format!("g2p_chrome_{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&profile).expect("profile dir");
-    let child = Command::new(CHROMEDRIVER)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .expect("chromedriver starts");
-    let guard = Chromedriver { child, profile };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "chromedriver did not listen on {port}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    (guard, port)
-}
-
-/// Polls `check` until it returns `Some`, for up to 10 s.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The form control labelled `label`, found as a person would: through its `<label for>`.
-async fn by_label(c: &Client, label: &str) -> fantoccini::elements::Element {
-    for l in c
-        .find_all(Locator::Css("label[for]"))
-        .await
-        .expect("labels")
-    {
-        if l.text().await.expect("label text").trim() == label {
-            let id = l.attr("for").await.expect("for").expect("for value");
-            return c.find(Locator::Id(&id)).await.expect("labelled control");
-        }
-    }
-    panic!("no control labelled {label:?}");
-}
 
 async fn result_names(c: &Client) -> Vec<String> {
     let mut names = Vec::new();
@@ -704,68 +538,37 @@ async fn result_names(c: &Client) -> Vec<String> {
     names
 }
 
+/// Types `filter` into the (empty) filter field and applies it.
+async fn apply_filter(c: &Client, filter: &str) {
+    by_label(c, "Filter")
+        .await
+        .send_keys(filter)
+        .await
+        .expect("type filter");
+    click(c, Locator::Css("form[role=search] button[type=submit]")).await;
+}
+
 #[tokio::test]
 async fn console_in_a_browser() {
-    if !std::path::Path::new(CHROMEDRIVER).exists() || !std::path::Path::new(CHROMIUM).exists() {
-        assert!(
-            std::env::var("G2P_REQUIRE_BROWSER").as_deref() != Ok("1"),
-            "G2P_REQUIRE_BROWSER=1 but {CHROMEDRIVER} or {CHROMIUM} is missing"
-        );
-        println!("SKIPPING browser test: {CHROMEDRIVER} or {CHROMIUM} not installed");
+    if !browser::available() {
         return;
     }
     let t = TestApp::spawn(Backend::Sqlite).await.expect("app");
     let s = seed(&t).await;
-    let (driver, port) = start_chromedriver().await;
-
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": CHROMIUM,
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync",
-                format!("--user-data-dir={}", driver.profile.display()),
-            ]
-        }),
-    );
-    let client = ClientBuilder::rustls()
-        .expect("rustls connector")
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("WebDriver session");
-
-    // The walk runs inside catch_unwind so that the browser session is closed even when an
-    // assertion fails; the guard then stops chromedriver.
-    let outcome = std::panic::AssertUnwindSafe(browse(&client, &t, &s))
-        .catch_unwind()
-        .await;
-    let _ = client.close().await;
-    drop(driver);
+    let outcome = browser::session(|c| browse(c, &t, &s)).await;
     t.stop().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
 }
 
-async fn browse(c: &Client, t: &TestApp, s: &Seeded) {
+async fn browse(c: Client, t: &TestApp, s: &Seeded) {
+    let c = &c;
     // A wrong key is refused.
     c.goto(&t.url("/login")).await.expect("login page");
-    by_label(c, "API key")
-        .await
-        .send_keys("g2p_this-is-not-a-key")
-        .await
-        .expect("type key");
-    c.find(Locator::Css("main form button[type=submit]"))
-        .await
-        .expect("sign-in button")
-        .click()
-        .await
-        .expect("submit");
-    let alert = eventually("the sign-in error", || async {
+    type_into(c, "API key", "g2p_this-is-not-a-key").await;
+    click(c, SIGN_IN).await;
+    let alert = eventually("the sign-in error", 10, || async {
         c.find(Locator::Css("[role=alert]")).await.ok()
     })
     .await;
@@ -773,20 +576,9 @@ async fn browse(c: &Client, t: &TestApp, s: &Seeded) {
     assert_eq!(c.current_url().await.expect("url").path(), "/login");
 
     // The viewer's key signs in and lands on the registrant list.
-    let field = by_label(c, "API key").await;
-    field.clear().await.expect("clear");
-    field.send_keys(&t.viewer).await.expect("type key");
-    c.find(Locator::Css("main form button[type=submit]"))
-        .await
-        .expect("sign-in button")
-        .click()
-        .await
-        .expect("submit");
-    eventually("the registrant list", || async {
-        let url = c.current_url().await.ok()?;
-        (url.path() == "/registrants").then_some(())
-    })
-    .await;
+    type_into(c, "API key", &t.viewer).await;
+    click(c, SIGN_IN).await;
+    wait_path(c, "the registrant list", "/registrants").await;
     let all = result_names(c).await;
     assert!(all.len() >= 4, "everyone is listed first: {all:?}");
     let source = c.source().await.expect("source");
@@ -798,18 +590,8 @@ async fn browse(c: &Client, t: &TestApp, s: &Seeded) {
         .expect("set marker");
 
     // Filter by ID type: exactly the VID holder remains.
-    let filter = by_label(c, "Filter").await;
-    filter
-        .send_keys(r#"[["reg_ids.id_type","=like","MOSIP VID"]]"#)
-        .await
-        .expect("type filter");
-    c.find(Locator::Css("form[role=search] button[type=submit]"))
-        .await
-        .expect("filter button")
-        .click()
-        .await
-        .expect("apply");
-    let names = eventually("the filtered table", || async {
+    apply_filter(c, r#"[["reg_ids.id_type","=like","MOSIP VID"]]"#).await;
+    let names = eventually("the filtered table", 10, || async {
         let names = result_names(c).await;
         (names.len() == 1).then_some(names)
     })
@@ -843,18 +625,9 @@ async fn browse(c: &Client, t: &TestApp, s: &Seeded) {
     );
 
     // Open the registrant.
-    c.find(Locator::LinkText("Amina Diallo"))
-        .await
-        .expect("name link")
-        .click()
-        .await
-        .expect("open");
+    click(c, Locator::LinkText("Amina Diallo")).await;
     let path = format!("/registrants/{}", s.vid_holder);
-    eventually("the detail page", || async {
-        let url = c.current_url().await.ok()?;
-        (url.path() == path).then_some(())
-    })
-    .await;
+    wait_path(c, "the detail page", &path).await;
     let h1 = c
         .find(Locator::Css("h1"))
         .await
@@ -875,18 +648,8 @@ async fn browse(c: &Client, t: &TestApp, s: &Seeded) {
 
     // A bad filter explains itself.
     c.goto(&t.url("/registrants")).await.expect("list");
-    by_label(c, "Filter")
-        .await
-        .send_keys(r#"[["no_such_field","=",1]]"#)
-        .await
-        .expect("type filter");
-    c.find(Locator::Css("form[role=search] button[type=submit]"))
-        .await
-        .expect("filter button")
-        .click()
-        .await
-        .expect("apply");
-    let error = eventually("the filter error", || async {
+    apply_filter(c, r#"[["no_such_field","=",1]]"#).await;
+    let error = eventually("the filter error", 10, || async {
         let e = c.find(Locator::Id("filter-error")).await.ok()?;
         e.text().await.ok()
     })
@@ -897,15 +660,6 @@ async fn browse(c: &Client, t: &TestApp, s: &Seeded) {
     );
 
     // Signing out returns to the sign-in page.
-    c.find(Locator::Css("header form button[type=submit]"))
-        .await
-        .expect("sign-out button")
-        .click()
-        .await
-        .expect("sign out");
-    eventually("the sign-in page", || async {
-        let url = c.current_url().await.ok()?;
-        (url.path() == "/login").then_some(())
-    })
-    .await;
+    click(c, Locator::Css("header form button[type=submit]")).await;
+    wait_path(c, "the sign-in page", "/login").await;
 }

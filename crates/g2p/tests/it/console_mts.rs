@@ -5,24 +5,20 @@
 //!
 //! The browser test needs `/usr/bin/chromedriver` and `/usr/bin/chromium`; without them it
 //! prints "SKIPPING browser test" and passes, unless `G2P_REQUIRE_BROWSER=1` (CI), where it
-//! fails. The browser set-up is that of `console.rs`.
+//! fails. The helpers, and the browser set-up, are those of `browser.rs`.
 
 // Test helpers, not only `#[test]` functions, may fail loudly.
 #![allow(clippy::expect_used, clippy::panic)]
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use fantoccini::{Client, ClientBuilder, Locator};
-use futures::FutureExt;
+use fantoccini::{Client, Locator};
 use g2p_sim::mts::mock_token;
 use g2p_store::Backend;
-use reqwest::Response;
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use serde_json::json;
 
+use crate::browser::{
+    self, assert_invalid, click, csrf_of, eventually, get_fragment, get_page, location, post_form,
+    sign_in, sign_in_as, text_of, type_into, value_of, wait_path,
+};
 use crate::helpers::TestApp;
 use crate::mts_connector::{person, start_mts};
 
@@ -33,66 +29,6 @@ const BAD_VID: &str = "9999012345";
 const PASSWORD: &str = "correct horse battery";
 
 // ------------------------------------------------------------------ plain HTTP
-
-/// Signs in with `key` through the form and returns the `Cookie` header value.
-async fn sign_in(t: &TestApp, key: &str) -> String {
-    let resp = t
-        .client
-        .post(t.url("/login"))
-        .form(&[("key", key)])
-        .send()
-        .await
-        .expect("login sent");
-    assert_eq!(resp.status().as_u16(), 303, "sign-in should redirect");
-    let set = resp
-        .headers()
-        .get(SET_COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .expect("session cookie set")
-        .to_owned();
-    set.split(';').next().expect("cookie pair").to_owned()
-}
-
-fn location(resp: &Response) -> String {
-    resp.headers()
-        .get(LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
-}
-
-async fn get_page(t: &TestApp, path: &str, cookie: &str) -> (u16, String) {
-    let resp = t
-        .client
-        .get(t.url(path))
-        .header(COOKIE, cookie)
-        .send()
-        .await
-        .expect("page request");
-    let status = resp.status().as_u16();
-    (status, resp.text().await.expect("page body"))
-}
-
-async fn post_form(t: &TestApp, path: &str, cookie: &str, form: &[(&str, &str)]) -> Response {
-    t.client
-        .post(t.url(path))
-        .header(COOKIE, cookie)
-        .form(form)
-        .send()
-        .await
-        .expect("form posted")
-}
-
-/// The CSRF token of a page (every signed-in page has one in its sign-out form).
-fn csrf_of(html: &str) -> String {
-    let marker = r#"name="csrf" value=""#;
-    let start = html.find(marker).expect("page has a csrf field") + marker.len();
-    html[start..]
-        .split('"')
-        .next()
-        .expect("csrf value")
-        .to_owned()
-}
 
 #[tokio::test]
 async fn mts_pages_show_secrets_as_set_and_only_admins_change_things() {
@@ -247,16 +183,8 @@ async fn mts_pages_show_secrets_as_set_and_only_admins_change_things() {
     assert!(html.contains(r#"id="action-error""#) && html.contains("has not finished"));
 
     // The fragment that htmx polls while the run is queued.
-    let resp = t
-        .client
-        .get(t.url(&format!("{page}/runs")))
-        .header(COOKIE, &viewer)
-        .header("HX-Request", "true")
-        .send()
-        .await
-        .expect("fragment");
-    assert_eq!(resp.status().as_u16(), 200);
-    let frag = resp.text().await.expect("body");
+    let (st, frag) = get_fragment(&t, &format!("{page}/runs"), &viewer).await;
+    assert_eq!(st, 200);
     assert!(
         frag.starts_with(r#"<div id="mts-activity" hx-get="/mts/"#)
             && frag.contains(r#"hx-trigger="every 2s""#)
@@ -292,170 +220,61 @@ async fn mts_pages_show_secrets_as_set_and_only_admins_change_things() {
 
 // ------------------------------------------------------------------ browser
 
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// chromedriver (and the browsers it started) stop when this is dropped, also on failure.
-struct Chromedriver {
-    child: Child,
-    profile: PathBuf,
-}
-
-impl Drop for Chromedriver {
-    fn drop(&mut self) {
-        // chromedriver runs in its own process group; ending the group also ends any Chromium
-        // it started, which killing chromedriver alone would leave behind.
-        let pid = self.child.id();
-        if pid > 1 {
-            // `--` matters: procps-ng 4.0.2 reads `kill -KILL -1234` as signal options.
-            let _ = Command::new("kill")
-                .args(["-s", "KILL", "--", &format!("-{pid}")])
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.profile);
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-async fn start_chromedriver() -> (Chromedriver, u16) {
-    use std::os::unix::process::CommandExt;
-    let port = free_port();
-    let profile =
-        std::env::temp_dir().join(format!("g2p_chrome_{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&profile).expect("profile dir");
-    let child = Command::new(CHROMEDRIVER)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .expect("chromedriver starts");
-    let guard = Chromedriver { child, profile };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "chromedriver did not listen on {port}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    (guard, port)
-}
-
-/// Polls `check` until it returns `Some`, for up to `secs` seconds.
-async fn eventually<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The form control labelled `label`, found as a person would: through its `<label for>`.
-async fn by_label(c: &Client, label: &str) -> fantoccini::elements::Element {
-    for l in c
-        .find_all(Locator::Css("label[for]"))
-        .await
-        .expect("labels")
-    {
-        if l.text().await.expect("label text").trim() == label {
-            let id = l.attr("for").await.expect("for").expect("for value");
-            return c.find(Locator::Id(&id)).await.expect("labelled control");
-        }
-    }
-    panic!("no control labelled {label:?}");
-}
-
-/// Replaces the text of the control labelled `label`.
-async fn type_into(c: &Client, label: &str, text: &str) {
-    let field = by_label(c, label).await;
-    field.clear().await.expect("clear");
-    field.send_keys(text).await.expect("type");
-}
-
-async fn value_of(c: &Client, label: &str) -> String {
-    by_label(c, label)
-        .await
-        .prop("value")
-        .await
-        .expect("value")
-        .unwrap_or_default()
-}
-
-async fn text_of(c: &Client, css: &str) -> Option<String> {
-    c.find(Locator::Css(css)).await.ok()?.text().await.ok()
-}
-
-async fn wait_path(c: &Client, what: &str, path: &str) {
-    eventually(what, 10, || async {
+/// Saves the new connector's form and waits for its page: the connector's id.
+pub(crate) async fn save_new_connector(c: &Client) -> i64 {
+    click(c, Locator::Id("save-connector")).await;
+    let cid: i64 = eventually("the connector page", 10, || async {
         let url = c.current_url().await.ok()?;
-        (url.path() == path).then_some(())
+        url.path().strip_prefix("/mts/")?.parse().ok()
+    })
+    .await;
+    assert_eq!(
+        text_of(c, ".notice").await.as_deref(),
+        Some("Connector created.")
+    );
+    cid
+}
+
+/// Clicks "Run now" on a connector's page and waits for the queued run.
+pub(crate) async fn run_now(c: &Client) {
+    click(c, Locator::Id("mts-run")).await;
+    eventually("the queued run", 10, || async {
+        let notice = text_of(c, ".notice").await?;
+        let row = text_of(c, "#mts-runs tbody tr").await?;
+        (notice == "Run queued." && row.contains("queued")).then_some(())
     })
     .await;
 }
 
+/// Waits (up to 30 s) until the newest run on a connector's page has completed: its row.
+pub(crate) async fn completed_run(c: &Client) -> String {
+    eventually("the completed run", 30, || async {
+        let row = text_of(c, "#mts-runs tbody tr").await?;
+        row.contains("completed").then_some(row)
+    })
+    .await
+}
+
+/// Where the connector's activity polls (`hx-get`), if it does.
+async fn polls(c: &Client) -> Option<String> {
+    c.find(Locator::Id("mts-activity"))
+        .await
+        .expect("activity")
+        .attr("hx-get")
+        .await
+        .expect("attr")
+}
+
 #[tokio::test]
 async fn mts_connector_in_a_browser() {
-    if !std::path::Path::new(CHROMEDRIVER).exists() || !std::path::Path::new(CHROMIUM).exists() {
-        assert!(
-            std::env::var("G2P_REQUIRE_BROWSER").as_deref() != Ok("1"),
-            "G2P_REQUIRE_BROWSER=1 but {CHROMEDRIVER} or {CHROMIUM} is missing"
-        );
-        println!("SKIPPING browser test: {CHROMEDRIVER} or {CHROMIUM} not installed");
+    if !browser::available() {
         return;
     }
     let (mts, mts_url) = start_mts().await;
     let t = TestApp::spawn(Backend::Sqlite).await.expect("app");
     let ok = person(&t, 1, OK_VID).await;
     let bad = person(&t, 2, BAD_VID).await;
-    let (driver, port) = start_chromedriver().await;
-
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": CHROMIUM,
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync",
-                format!("--user-data-dir={}", driver.profile.display()),
-            ]
-        }),
-    );
-    let client = ClientBuilder::rustls()
-        .expect("rustls connector")
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("WebDriver session");
-
-    // The walk runs inside catch_unwind so that the browser session is closed even when an
-    // assertion fails; the guard then stops chromedriver.
-    let outcome = std::panic::AssertUnwindSafe(walk(&client, &t, &mts_url, ok, bad))
-        .catch_unwind()
-        .await;
-    let _ = client.close().await;
-    drop(driver);
+    let outcome = browser::session(|c| walk(c, &t, &mts_url, ok, bad)).await;
     t.stop().await;
     mts.abort().await;
     if let Err(panic) = outcome {
@@ -463,23 +282,11 @@ async fn mts_connector_in_a_browser() {
     }
 }
 
-async fn walk(c: &Client, t: &TestApp, mts_url: &str, ok: i64, bad: i64) {
+async fn walk(c: Client, t: &TestApp, mts_url: &str, ok: i64, bad: i64) {
+    let c = &c;
     // Sign in as the admin and open the connectors from the navigation.
-    c.goto(&t.url("/login")).await.expect("login page");
-    type_into(c, "API key", &t.admin).await;
-    c.find(Locator::Css("main form button[type=submit]"))
-        .await
-        .expect("sign-in button")
-        .click()
-        .await
-        .expect("submit");
-    wait_path(c, "the registrant list", "/registrants").await;
-    c.find(Locator::LinkText("MTS connectors"))
-        .await
-        .expect("nav link")
-        .click()
-        .await
-        .expect("open");
+    sign_in_as(c, t, &t.admin).await;
+    click(c, Locator::LinkText("MTS connectors")).await;
     wait_path(c, "the connector list", "/mts").await;
     let main = text_of(c, "main").await.unwrap_or_default();
     assert!(main.contains("No connectors."), "{main}");
@@ -496,12 +303,7 @@ async fn walk(c: &Client, t: &TestApp, mts_url: &str, ok: i64, bad: i64) {
         "",
         "left empty: defaulted"
     );
-    c.find(Locator::Id("save-connector"))
-        .await
-        .expect("create button")
-        .click()
-        .await
-        .expect("create");
+    click(c, Locator::Id("save-connector")).await;
     let error = eventually("the mapping error", 10, || text_of(c, "#set-mapping-error")).await;
     assert!(error.contains("mapping.vid: is required"), "{error}");
     assert!(error.contains("mapping.name: must be an array"), "{error}");
@@ -510,12 +312,7 @@ async fn walk(c: &Client, t: &TestApp, mts_url: &str, ok: i64, bad: i64) {
     assert_eq!(value_of(c, "Name").await, "Diaz family tokens");
     assert_eq!(value_of(c, "MTS URL").await, mts_url);
     assert_eq!(value_of(c, "Filter (JSON)").await, filter);
-    let invalid = by_label(c, "Mapping (JSON)")
-        .await
-        .attr("aria-invalid")
-        .await
-        .expect("attr");
-    assert_eq!(invalid.as_deref(), Some("true"));
+    assert_invalid(c, "Mapping (JSON)").await;
 
     // A valid mapping creates the connector; its callback URL is its own receiver and a
     // callback secret was generated (shown only as "set").
@@ -525,19 +322,7 @@ async fn walk(c: &Client, t: &TestApp, mts_url: &str, ok: i64, bad: i64) {
         r#"{"vid": "vid", "name": ["given_name", "family_name"], "dob": "birthdate", "gender": "gender", "fullAddress": ["address"]}"#,
     )
     .await;
-    c.find(Locator::Id("save-connector"))
-        .await
-        .expect("create button")
-        .click()
-        .await
-        .expect("create");
-    let cid: i64 = eventually("the connector page", 10, || async {
-        let url = c.current_url().await.ok()?;
-        url.path().strip_prefix("/mts/")?.parse().ok()
-    })
-    .await;
-    let notice = text_of(c, ".notice").await.unwrap_or_default();
-    assert_eq!(notice, "Connector created.");
+    let cid = save_new_connector(c).await;
     assert_eq!(
         text_of(c, "h1").await.as_deref(),
         Some("Diaz family tokens")
@@ -554,34 +339,12 @@ async fn walk(c: &Client, t: &TestApp, mts_url: &str, ok: i64, bad: i64) {
     );
 
     // Run now queues a run, and the page polls while it is in progress.
-    c.find(Locator::Id("mts-run"))
-        .await
-        .expect("run button")
-        .click()
-        .await
-        .expect("run");
-    eventually("the queued run", 10, || async {
-        let notice = text_of(c, ".notice").await?;
-        let row = text_of(c, "#mts-runs tbody tr").await?;
-        (notice == "Run queued." && row.contains("queued")).then_some(())
-    })
-    .await;
-    let polls = c
-        .find(Locator::Id("mts-activity"))
-        .await
-        .expect("activity")
-        .attr("hx-get")
-        .await
-        .expect("attr");
-    assert_eq!(polls, Some(format!("/mts/{cid}/runs")));
+    run_now(c).await;
+    assert_eq!(polls(c).await, Some(format!("/mts/{cid}/runs")));
 
     // The worker sends both records to MTS; its callbacks arrive; htmx shows the outcome.
     t.drain_jobs().await;
-    let row = eventually("the completed run", 30, || async {
-        let row = text_of(c, "#mts-runs tbody tr").await?;
-        row.contains("completed").then_some(row)
-    })
-    .await;
+    let row = completed_run(c).await;
     let failures = text_of(c, "#mts-failures").await.unwrap_or_default();
     assert!(row.contains("1 of 2 processed"), "{row}\n{failures}");
     assert!(row.contains("1 of 2 failed"), "{row}");
@@ -600,14 +363,11 @@ async fn walk(c: &Client, t: &TestApp, mts_url: &str, ok: i64, bad: i64) {
         .await
         .expect("href");
     assert_eq!(link, Some(format!("/registrants/{bad}")));
-    let polls = c
-        .find(Locator::Id("mts-activity"))
-        .await
-        .expect("activity")
-        .attr("hx-get")
-        .await
-        .expect("attr");
-    assert_eq!(polls, None, "polling stops once nothing is in progress");
+    assert_eq!(
+        polls(c).await,
+        None,
+        "polling stops once nothing is in progress"
+    );
 
     // The token is stored and the VID removed for the one that succeeded.
     let (st, v) = t

@@ -8,29 +8,27 @@
 //!
 //! The browser test needs `/usr/bin/chromedriver` and `/usr/bin/chromium`; without them it
 //! prints "SKIPPING browser test" and passes, unless `G2P_REQUIRE_BROWSER=1` (CI), where it
-//! fails. The browser set-up is that of `console_mts.rs`.
+//! fails. The helpers, and the browser set-up, are those of `browser.rs`.
 
 // Test helpers, not only `#[test]` functions, may fail loudly.
 #![allow(clippy::expect_used, clippy::panic)]
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use chrono::{TimeDelta, Utc};
-use fantoccini::{Client, ClientBuilder, Locator};
-use futures::FutureExt;
+use chrono::{DateTime, TimeDelta, Utc};
+use fantoccini::{Client, Locator};
 use g2p::demo_odk::{REGISTRATION_OUTPUT_FORMAT, registration_mapping};
-use g2p_sim::odk::{DEFAULT_EMAIL, DEFAULT_PASSWORD, REGISTRATION_FORM};
+use g2p_sim::odk::{DEFAULT_EMAIL, DEFAULT_PASSWORD, OdkSim, REGISTRATION_FORM};
 use g2p_store::Backend;
 use reqwest::Response;
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 
+use crate::browser::{
+    self, assert_invalid, by_label, click, csrf_of, eventually, get_fragment, get_page, location,
+    post_form, sign_in, sign_in_as, text_of, type_into, value_of,
+};
+use crate::console_mts::{completed_run, run_now, save_new_connector};
 use crate::helpers::TestApp;
 use crate::mts_connector::start_mts;
-use crate::odk_connector::{odk_connector, run, start_odk, submission};
+use crate::odk_connector::{odk_connector, run, start_odk, submission, submissions};
 
 /// Tokenised by the mock MTS.
 const OK_VID: &str = "1234567890123456";
@@ -39,56 +37,10 @@ const BAD_VID: &str = "9999000011112222";
 
 // ------------------------------------------------------------------ plain HTTP
 
-/// Signs in with `key` through the form and returns the `Cookie` header value.
-async fn sign_in(t: &TestApp, key: &str) -> String {
-    let resp = t
-        .client
-        .post(t.url("/login"))
-        .form(&[("key", key)])
-        .send()
-        .await
-        .expect("login sent");
-    assert_eq!(resp.status().as_u16(), 303, "sign-in should redirect");
-    let set = resp
-        .headers()
-        .get(SET_COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .expect("session cookie set")
-        .to_owned();
-    set.split(';').next().expect("cookie pair").to_owned()
-}
-
-async fn get_page(t: &TestApp, path: &str, cookie: &str) -> (u16, String) {
-    let resp = t
-        .client
-        .get(t.url(path))
-        .header(COOKIE, cookie)
-        .send()
-        .await
-        .expect("page request");
-    let status = resp.status().as_u16();
-    (status, resp.text().await.expect("page body"))
-}
-
-async fn post_form(t: &TestApp, path: &str, cookie: &str, form: &[(&str, &str)]) -> Response {
-    t.client
-        .post(t.url(path))
-        .header(COOKIE, cookie)
-        .form(form)
-        .send()
-        .await
-        .expect("form posted")
-}
-
-/// The CSRF token of a page (every signed-in page has one in its sign-out form).
-fn csrf_of(html: &str) -> String {
-    let marker = r#"name="csrf" value=""#;
-    let start = html.find(marker).expect("page has a csrf field") + marker.len();
-    html[start..]
-        .split('"')
-        .next()
-        .expect("csrf value")
-        .to_owned()
+/// Adds the registration of `given` with `vid` to project 1, submitted at `at`: its instance id.
+fn register(odk: &OdkSim, given: &str, vid: &str, at: DateTime<Utc>) -> String {
+    odk.add_submission(1, REGISTRATION_FORM, submission(given, vid), at)
+        .unwrap_or_else(|e| panic!("the submission of {given}: {e:?}"))
 }
 
 /// The `<tbody>` row of `table_id` whose header cell holds `key`.
@@ -101,18 +53,6 @@ fn row_of<'a>(html: &'a str, table_id: &str, key: &str) -> &'a str {
         .split("<tr>")
         .find(|r| r.contains(key))
         .unwrap_or_else(|| panic!("no row {key} in {table}"))
-}
-
-/// The submissions of connector `cid` as the API lists them (`query` after the `?`).
-async fn submissions(t: &TestApp, cid: i64, query: &str) -> Vec<Value> {
-    let (st, v) = t
-        .get(
-            &format!("/api/v1/mts/connectors/{cid}/submissions?{query}"),
-            &t.viewer,
-        )
-        .await;
-    assert_eq!(st, 200, "{v}");
-    v.as_array().expect("a list").clone()
 }
 
 /// The manual window form of connector `cid`, posted with `cookie`.
@@ -146,22 +86,8 @@ async fn odk_connector_pages_show_windows_outcomes_and_submissions() {
         let (odk, odk_url) = start_odk().await;
         let now = Utc::now();
         let start = now - TimeDelta::hours(3);
-        let s1 = odk
-            .add_submission(
-                1,
-                REGISTRATION_FORM,
-                submission("Akinyi", OK_VID),
-                now - TimeDelta::minutes(90),
-            )
-            .expect("s1");
-        let s2 = odk
-            .add_submission(
-                1,
-                REGISTRATION_FORM,
-                submission("Achieng", BAD_VID),
-                now - TimeDelta::minutes(80),
-            )
-            .expect("s2");
+        let s1 = register(&odk, "Akinyi", OK_VID, now - TimeDelta::minutes(90));
+        let s2 = register(&odk, "Achieng", BAD_VID, now - TimeDelta::minutes(80));
         let cid = odk_connector(&t, &mts_url, &odk_url, start).await;
         let page = format!("/mts/{cid}");
 
@@ -239,14 +165,7 @@ async fn odk_connector_pages_show_windows_outcomes_and_submissions() {
         }
 
         // The same person submits again: a possible duplicate, linked to the first.
-        let s3 = odk
-            .add_submission(
-                1,
-                REGISTRATION_FORM,
-                submission("Akinyi A.", OK_VID),
-                Utc::now(),
-            )
-            .expect("s3");
+        let s3 = register(&odk, "Akinyi A.", OK_VID, Utc::now());
         let done = run(&t, cid, json!({})).await;
         assert_eq!(done["odk"]["duplicates"], 1, "{b}: {done}");
         let (st, html) = get_page(&t, &format!("{page}?outcome=duplicate"), &viewer).await;
@@ -283,16 +202,13 @@ async fn odk_connector_pages_show_windows_outcomes_and_submissions() {
         assert!(!html.contains(r#"id="odk-page-next""#), "one page only");
 
         // The polled fragment keeps the page of submissions it was given.
-        let resp = t
-            .client
-            .get(t.url(&format!("{page}/runs?outcome=duplicate&after=")))
-            .header(COOKIE, &viewer)
-            .header("HX-Request", "true")
-            .send()
-            .await
-            .expect("fragment");
-        assert_eq!(resp.status().as_u16(), 200);
-        let frag = resp.text().await.expect("body");
+        let (st, frag) = get_fragment(
+            &t,
+            &format!("{page}/runs?outcome=duplicate&after="),
+            &viewer,
+        )
+        .await;
+        assert_eq!(st, 200);
         assert!(frag.starts_with(r#"<div id="mts-activity""#), "{frag}");
         assert!(frag.contains(&s3) && !frag.contains(&s1), "{frag}");
 
@@ -358,10 +274,7 @@ async fn odk_connector_pages_show_windows_outcomes_and_submissions() {
         );
         let r = post_window(&t, cid, &admin, &csrf, &ws, &we).await;
         assert_eq!(r.status().as_u16(), 303);
-        assert_eq!(
-            r.headers().get(LOCATION).and_then(|v| v.to_str().ok()),
-            Some(format!("{page}?done=window").as_str())
-        );
+        assert_eq!(location(&r), format!("{page}?done=window"));
         t.drain_jobs().await;
         let (_, runs) = t
             .get(&format!("/api/v1/mts/connectors/{cid}/runs"), &t.viewer)
@@ -402,22 +315,19 @@ async fn a_window_posted_to_a_registry_connector_is_refused_as_an_action() {
         )
         .await;
     assert_eq!(st, 201, "{c}");
-    let page = format!("/mts/{}", c["id"]);
+    let cid = c["id"].as_i64().expect("id");
     let admin = sign_in(&t, &t.admin).await;
-    let (_, html) = get_page(&t, &page, &admin).await;
+    let (_, html) = get_page(&t, &format!("/mts/{cid}"), &admin).await;
     assert!(html.contains("Manual import") && !html.contains("Manual window"));
     assert!(!html.contains("odk-watermark"), "registry display kept");
     let csrf = csrf_of(&html);
-    let r = post_form(
+    let r = post_window(
         &t,
-        &format!("{page}/run"),
+        cid,
         &admin,
-        &[
-            ("csrf", &csrf),
-            ("window", "1"),
-            ("window_start", "2024-01-01T00:00"),
-            ("window_end", "2024-01-02T00:00"),
-        ],
+        &csrf,
+        "2024-01-01T00:00",
+        "2024-01-02T00:00",
     )
     .await;
     assert_eq!(r.status().as_u16(), 422);
@@ -431,195 +341,18 @@ async fn a_window_posted_to_a_registry_connector_is_refused_as_an_action() {
 
 // ------------------------------------------------------------------ browser
 
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// chromedriver (and the browsers it started) stop when this is dropped, also on failure.
-struct Chromedriver {
-    child: Child,
-    profile: PathBuf,
-}
-
-impl Drop for Chromedriver {
-    fn drop(&mut self) {
-        // chromedriver runs in its own process group; ending the group also ends any Chromium
-        // it started, which killing chromedriver alone would leave behind.
-        let pid = self.child.id();
-        if pid > 1 {
-            // `--` matters: procps-ng 4.0.2 reads `kill -KILL -1234` as signal options.
-            let _ = Command::new("kill")
-                .args(["-s", "KILL", "--", &format!("-{pid}")])
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.profile);
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-async fn start_chromedriver() -> (Chromedriver, u16) {
-    use std::os::unix::process::CommandExt;
-    let port = free_port();
-    let profile =
-        std::env::temp_dir().join(format!("g2p_chrome_{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&profile).expect("profile dir");
-    let child = Command::new(CHROMEDRIVER)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .expect("chromedriver starts");
-    let guard = Chromedriver { child, profile };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "chromedriver did not listen on {port}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    (guard, port)
-}
-
-/// Polls `check` until it returns `Some`, for up to `secs` seconds.
-async fn eventually<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The form control labelled `label`, found as a person would: through its `<label for>`.
-async fn by_label(c: &Client, label: &str) -> fantoccini::elements::Element {
-    for l in c
-        .find_all(Locator::Css("label[for]"))
-        .await
-        .expect("labels")
-    {
-        if l.text().await.expect("label text").trim() == label {
-            let id = l.attr("for").await.expect("for").expect("for value");
-            return c.find(Locator::Id(&id)).await.expect("labelled control");
-        }
-    }
-    panic!("no control labelled {label:?}");
-}
-
-/// Replaces the text of the control labelled `label`.
-async fn type_into(c: &Client, label: &str, text: &str) {
-    let field = by_label(c, label).await;
-    field.clear().await.expect("clear");
-    field.send_keys(text).await.expect("type");
-}
-
-async fn value_of(c: &Client, label: &str) -> String {
-    by_label(c, label)
-        .await
-        .prop("value")
-        .await
-        .expect("value")
-        .unwrap_or_default()
-}
-
-async fn text_of(c: &Client, css: &str) -> Option<String> {
-    c.find(Locator::Css(css)).await.ok()?.text().await.ok()
-}
-
-async fn click(c: &Client, id: &str) {
-    c.find(Locator::Id(id))
-        .await
-        .unwrap_or_else(|e| panic!("#{id}: {e}"))
-        .click()
-        .await
-        .expect("click");
-}
-
-async fn wait_path(c: &Client, what: &str, path: &str) {
-    eventually(what, 10, || async {
-        let url = c.current_url().await.ok()?;
-        (url.path() == path).then_some(())
-    })
-    .await;
-}
-
 #[tokio::test]
 async fn odk_connector_in_a_browser() {
-    if !std::path::Path::new(CHROMEDRIVER).exists() || !std::path::Path::new(CHROMIUM).exists() {
-        assert!(
-            std::env::var("G2P_REQUIRE_BROWSER").as_deref() != Ok("1"),
-            "G2P_REQUIRE_BROWSER=1 but {CHROMEDRIVER} or {CHROMIUM} is missing"
-        );
-        println!("SKIPPING browser test: {CHROMEDRIVER} or {CHROMIUM} not installed");
+    if !browser::available() {
         return;
     }
     let (mts, mts_url) = start_mts().await;
     let (odk, odk_url) = start_odk().await;
     let now = Utc::now();
-    let ok = odk
-        .add_submission(
-            1,
-            REGISTRATION_FORM,
-            submission("Akinyi", OK_VID),
-            now - TimeDelta::minutes(30),
-        )
-        .expect("s1");
-    let bad = odk
-        .add_submission(
-            1,
-            REGISTRATION_FORM,
-            submission("Achieng", BAD_VID),
-            now - TimeDelta::minutes(20),
-        )
-        .expect("s2");
+    let ok = register(&odk, "Akinyi", OK_VID, now - TimeDelta::minutes(30));
+    let bad = register(&odk, "Achieng", BAD_VID, now - TimeDelta::minutes(20));
     let t = TestApp::spawn(Backend::Sqlite).await.expect("app");
-    let (driver, port) = start_chromedriver().await;
-
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": CHROMIUM,
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync",
-                format!("--user-data-dir={}", driver.profile.display()),
-            ]
-        }),
-    );
-    let client = ClientBuilder::rustls()
-        .expect("rustls connector")
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("WebDriver session");
-
-    // The walk runs inside catch_unwind so that the browser session is closed even when an
-    // assertion fails; the guard then stops chromedriver.
-    let outcome = std::panic::AssertUnwindSafe(walk(&client, &t, &mts_url, &odk_url, [&ok, &bad]))
-        .catch_unwind()
-        .await;
-    let _ = client.close().await;
-    drop(driver);
+    let outcome = browser::session(|c| walk(c, &t, &mts_url, &odk_url, [&ok, &bad])).await;
     t.stop().await;
     mts.abort().await;
     if let Err(panic) = outcome {
@@ -629,17 +362,10 @@ async fn odk_connector_in_a_browser() {
 
 /// `ok` and `bad` are the instance ids of the submission MTS authenticates and of the one it
 /// does not.
-async fn walk(c: &Client, t: &TestApp, mts_url: &str, odk_url: &str, [ok, bad]: [&str; 2]) {
+async fn walk(c: Client, t: &TestApp, mts_url: &str, odk_url: &str, [ok, bad]: [&str; 2]) {
+    let c = &c;
     // Sign in as the admin and open the connectors.
-    c.goto(&t.url("/login")).await.expect("login page");
-    type_into(c, "API key", &t.admin).await;
-    c.find(Locator::Css("main form button[type=submit]"))
-        .await
-        .expect("sign-in button")
-        .click()
-        .await
-        .expect("submit");
-    wait_path(c, "the registrant list", "/registrants").await;
+    sign_in_as(c, t, &t.admin).await;
     c.goto(&t.url("/mts")).await.expect("connectors");
 
     // An ODK connector with a base URL that is not one and no ODK password: refused, each
@@ -664,7 +390,7 @@ async fn walk(c: &Client, t: &TestApp, mts_url: &str, odk_url: &str, [ok, bad]: 
     type_into(c, "ODK form id", REGISTRATION_FORM).await;
     type_into(c, "ODK email", DEFAULT_EMAIL).await;
     type_into(c, "Submissions from", &start).await;
-    click(c, "save-connector").await;
+    click(c, Locator::Id("save-connector")).await;
     let error = eventually("the ODK password error", 10, || {
         text_of(c, "#set-odk_password-error")
     })
@@ -679,26 +405,12 @@ async fn walk(c: &Client, t: &TestApp, mts_url: &str, odk_url: &str, [ok, bad]: 
     assert_eq!(value_of(c, "Name").await, "Kisumu registrations");
     assert_eq!(value_of(c, "ODK form id").await, REGISTRATION_FORM);
     assert_eq!(value_of(c, "Input type").await, "odk");
-    let invalid = by_label(c, "ODK password")
-        .await
-        .attr("aria-invalid")
-        .await
-        .expect("attr");
-    assert_eq!(invalid.as_deref(), Some("true"));
+    assert_invalid(c, "ODK password").await;
 
     // Corrected: the connector is created.
     type_into(c, "ODK base URL", odk_url).await;
     type_into(c, "ODK password", DEFAULT_PASSWORD).await;
-    click(c, "save-connector").await;
-    let cid: i64 = eventually("the connector page", 10, || async {
-        let url = c.current_url().await.ok()?;
-        url.path().strip_prefix("/mts/")?.parse().ok()
-    })
-    .await;
-    assert_eq!(
-        text_of(c, ".notice").await.as_deref(),
-        Some("Connector created.")
-    );
+    let cid = save_new_connector(c).await;
     let source = c.source().await.expect("source");
     assert!(source.contains("<dt>ODK password</dt><dd>set</dd>"));
     assert!(
@@ -709,19 +421,9 @@ async fn walk(c: &Client, t: &TestApp, mts_url: &str, odk_url: &str, [ok, bad]: 
     assert!(watermark.contains("none yet"), "{watermark}");
 
     // Run now reads the window since the start; the page polls until the run completes.
-    click(c, "mts-run").await;
-    eventually("the queued run", 10, || async {
-        let notice = text_of(c, ".notice").await?;
-        let row = text_of(c, "#mts-runs tbody tr").await?;
-        (notice == "Run queued." && row.contains("queued")).then_some(())
-    })
-    .await;
+    run_now(c).await;
     t.drain_jobs().await;
-    let row = eventually("the completed run", 30, || async {
-        let row = text_of(c, "#mts-runs tbody tr").await?;
-        row.contains("completed").then_some(row)
-    })
-    .await;
+    let row = completed_run(c).await;
     assert!(row.contains("2 of 2 received"), "{row}");
     assert!(row.contains(" → "), "the window read: {row}");
     for count in [
@@ -792,7 +494,7 @@ async fn walk(c: &Client, t: &TestApp, mts_url: &str, odk_url: &str, [ok, bad]: 
         .select_by_value("held")
         .await
         .expect("outcome");
-    click(c, "odk-filter-apply").await;
+    click(c, Locator::Id("odk-filter-apply")).await;
     let none = eventually("the filtered list", 10, || {
         text_of(c, "#odk-no-submissions")
     })
@@ -814,7 +516,7 @@ async fn walk(c: &Client, t: &TestApp, mts_url: &str, odk_url: &str, [ok, bad]: 
         .expect("set the window");
     }
     assert_eq!(value_of(c, "From (UTC)").await, from);
-    click(c, "mts-run-window").await;
+    click(c, Locator::Id("mts-run-window")).await;
     eventually("the queued window", 10, || async {
         let notice = text_of(c, ".notice").await?;
         (notice == "Run of the window queued.").then_some(())

@@ -12,6 +12,7 @@ mod api_ids;
 mod api_openapi_ops;
 mod api_registrants;
 mod api_shape;
+mod browser;
 mod console;
 mod console_mts;
 mod console_odk;
