@@ -527,7 +527,9 @@ impl Store {
         };
         let lim = next(&mut params, SqlValue::Int(limit));
         // Taken: no state yet, processed but without a token (it was removed since), or failed
-        // with attempts left and its retry time come. Never `sent` (in flight).
+        // with attempts left and its retry time come. Never `sent` (in flight). The token
+        // check repeats the cursor bound: without it PostgreSQL anti-joins every token of the
+        // registry on every page, which makes a run quadratic.
         let sql = format!(
             "SELECT r.id, v.value FROM registrants r \
              JOIN reg_ids v ON v.registrant_id = r.id AND v.id_type_id = \
@@ -535,6 +537,7 @@ impl Store {
              LEFT JOIN mts_records m ON m.connector_id = {connector} AND m.registrant_id = r.id \
              WHERE ({cond}) AND r.id > {after}{ids} \
              AND NOT EXISTS (SELECT 1 FROM reg_ids t WHERE t.registrant_id = r.id \
+               AND t.registrant_id > {after} \
                AND t.id_type_id = (SELECT id FROM id_types WHERE lower(name) = lower({token_type}))) \
              AND (m.registrant_id IS NULL OR m.state = 'processed' OR (m.state = 'failed' \
                AND m.attempts < {max_attempts}{retry_due})) \

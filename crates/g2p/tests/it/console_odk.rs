@@ -19,7 +19,7 @@ use g2p::demo_odk::{REGISTRATION_OUTPUT_FORMAT, registration_mapping};
 use g2p_sim::odk::{DEFAULT_EMAIL, DEFAULT_PASSWORD, OdkSim, REGISTRATION_FORM};
 use g2p_store::Backend;
 use reqwest::Response;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::browser::{
     self, assert_invalid, by_label, click, csrf_of, eventually, get_fragment, get_page, location,
