@@ -42,6 +42,12 @@ pub enum BenchCommand {
     /// One measured phase of `bench mts`, run as a child process.
     #[command(hide = true)]
     MtsPhase(crate::bench_mts::MtsPhaseArgs),
+    /// Registry MTS Connector on PostgreSQL: 1M registrants tokenised end to end through
+    /// g2p serve and g2p mts, callback ingest (per-record and bulk) vs raw COPY, peak memory.
+    MtsConnector(crate::bench_mts_connector::BenchMtsConnectorArgs),
+    /// One measured phase of `bench mts-connector`, run as a child process.
+    #[command(hide = true)]
+    MtsConnectorPhase(crate::bench_mts_connector::MtsConnectorPhaseArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -104,6 +110,10 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         }
         BenchCommand::Mts(args) => crate::bench_mts::bench_mts(args).await,
         BenchCommand::MtsPhase(args) => crate::bench_mts::phase_main(args).await,
+        BenchCommand::MtsConnector(args) => {
+            crate::bench_mts_connector::bench_mts_connector(args).await
+        }
+        BenchCommand::MtsConnectorPhase(args) => crate::bench_mts_connector::phase_main(args).await,
     }
 }
 
@@ -410,8 +420,8 @@ async fn child(
     chunk: usize,
 ) -> anyhow::Result<PhaseResult> {
     let exe = std::env::current_exe().context("cannot find the g2p executable")?;
-    let output = tokio::process::Command::new(exe)
-        .args(["bench", "import-phase", "--phase", phase, "--url", url])
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.args(["bench", "import-phase", "--phase", phase, "--url", url])
         .arg("--file")
         .arg(file)
         .args([
@@ -419,10 +429,27 @@ async fn child(
             &rows.to_string(),
             "--chunk-size",
             &chunk.to_string(),
-        ])
+        ]);
+    spawn_phase(cmd, phase).await
+}
+
+/// Runs a child phase and reads the result it printed. Not `output()`: tokio then pipes stderr
+/// too, and the phase's progress and errors (and those of the processes it starts) would be
+/// lost.
+pub(crate) async fn spawn_phase<T: serde::de::DeserializeOwned>(
+    mut cmd: tokio::process::Command,
+    phase: &str,
+) -> anyhow::Result<T> {
+    use std::process::Stdio;
+    let output = cmd
         .env("G2P_LOG", "warn")
-        .stderr(std::process::Stdio::inherit())
-        .output()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start the phase")?
+        .wait_with_output()
         .await?;
     phase_result(&output, phase)
 }

@@ -437,12 +437,7 @@ async fn child(args: &BenchMtsArgs, bulk: bool, url: &str) -> anyhow::Result<Pha
     if bulk {
         cmd.arg("--bulk");
     }
-    let output = cmd
-        .env("G2P_LOG", "warn")
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .await?;
-    crate::bench::phase_result(&output, "mts")
+    crate::bench::spawn_phase(cmd, "mts").await
 }
 
 /// Where a phase keeps its queue, and how to clean it up.

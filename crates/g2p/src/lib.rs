@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod bench_mts;
+pub mod bench_mts_connector;
 pub mod config;
 pub mod demo;
 pub mod demo_odk;
