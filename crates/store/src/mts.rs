@@ -527,14 +527,15 @@ impl Store {
         };
         let lim = next(&mut params, SqlValue::Int(limit));
         // Taken: no state yet, processed but without a token (it was removed since), or failed
-        // with attempts left and its retry time come. Never `sent` (in flight). The token
-        // check repeats the cursor bound: without it PostgreSQL anti-joins every token of the
-        // registry on every page, which makes a run quadratic.
+        // with attempts left and its retry time come. Never `sent` (in flight). Every join
+        // repeats the cursor bound: without it PostgreSQL merge-joins every VID, state row and
+        // token of the registry on every page, which makes a run quadratic.
         let sql = format!(
             "SELECT r.id, v.value FROM registrants r \
-             JOIN reg_ids v ON v.registrant_id = r.id AND v.id_type_id = \
-               (SELECT id FROM id_types WHERE lower(name) = lower({vid_type})) \
+             JOIN reg_ids v ON v.registrant_id = r.id AND v.registrant_id > {after} \
+               AND v.id_type_id = (SELECT id FROM id_types WHERE lower(name) = lower({vid_type})) \
              LEFT JOIN mts_records m ON m.connector_id = {connector} AND m.registrant_id = r.id \
+               AND m.registrant_id > {after} \
              WHERE ({cond}) AND r.id > {after}{ids} \
              AND NOT EXISTS (SELECT 1 FROM reg_ids t WHERE t.registrant_id = r.id \
                AND t.registrant_id > {after} \
