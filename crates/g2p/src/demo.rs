@@ -656,6 +656,28 @@ async fn start_run(store: &Store, connector: i64) -> anyhow::Result<i64> {
     }
 }
 
+/// The run once it has ended, or as it is when `timeout` (from `started`) has passed.
+pub(crate) async fn wait_run_end(
+    store: &Store,
+    run_id: i64,
+    started: Instant,
+    timeout: std::time::Duration,
+) -> anyhow::Result<g2p_store::mts::MtsRun> {
+    loop {
+        // Runs whose last callback arrived become `completed` here (as the API's reads do).
+        store.complete_mts_runs().await?;
+        let run = store.get_mts_run(run_id).await?;
+        let ended = matches!(
+            run.status.as_str(),
+            run_status::COMPLETED | run_status::FAILED | run_status::STOPPED
+        );
+        if ended || started.elapsed() >= timeout {
+            return Ok(run);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 /// Waits (until `timeout`) for the run to end, then counts what it did.
 async fn report(
     store: &Store,
@@ -666,19 +688,7 @@ async fn report(
     started: Instant,
     timeout: std::time::Duration,
 ) -> anyhow::Result<DemoReport> {
-    let run = loop {
-        // Runs whose last callback arrived become `completed` here (as the API's reads do).
-        store.complete_mts_runs().await?;
-        let run = store.get_mts_run(run_id).await?;
-        let ended = matches!(
-            run.status.as_str(),
-            run_status::COMPLETED | run_status::FAILED | run_status::STOPPED
-        );
-        if ended || started.elapsed() >= timeout {
-            break run;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
+    let run = wait_run_end(store, run_id, started, timeout).await?;
     let seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
     let progress = store.mts_run_progress(run_id).await?;
     let mut failed: BTreeMap<String, i64> = BTreeMap::new();

@@ -179,18 +179,7 @@ pub async fn odk_report(
     started: Instant,
     timeout: std::time::Duration,
 ) -> anyhow::Result<OdkDemoReport> {
-    let run = loop {
-        store.complete_mts_runs().await?;
-        let run = store.get_mts_run(run_id).await?;
-        let ended = matches!(
-            run.status.as_str(),
-            run_status::COMPLETED | run_status::FAILED | run_status::STOPPED
-        );
-        if ended || started.elapsed() >= timeout {
-            break run;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
+    let run = crate::demo::wait_run_end(store, run_id, started, timeout).await?;
     let c = store.odk_run_counts(run_id).await?;
     Ok(OdkDemoReport {
         submissions: run.sent,
