@@ -31,6 +31,27 @@ impl StoreError {
         e.add(field, message);
         StoreError::Validation(e)
     }
+
+    /// Whether the same call may succeed later: a lost connection or a pool timeout may pass;
+    /// a missing row, a conflict or invalid input will be the same next time.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Database(e) => !matches!(
+                e,
+                sqlx::Error::RowNotFound
+                    | sqlx::Error::ColumnNotFound(_)
+                    | sqlx::Error::ColumnDecode { .. }
+                    | sqlx::Error::Decode(_)
+                    | sqlx::Error::TypeNotFound { .. }
+            ),
+            StoreError::NotFound { .. }
+            | StoreError::Conflict { .. }
+            | StoreError::Validation(_)
+            | StoreError::Filter(_)
+            | StoreError::Migrate(_)
+            | StoreError::UnsupportedUrl(_) => false,
+        }
+    }
 }
 
 impl From<DomainError> for StoreError {

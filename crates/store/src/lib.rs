@@ -16,6 +16,7 @@ pub mod import;
 pub mod jobs;
 pub mod mts;
 mod mts_callbacks;
+pub mod mts_lifecycle;
 #[macro_use]
 pub mod registry;
 // After `registry`: it builds registrant statements with its macros.

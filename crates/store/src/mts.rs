@@ -203,6 +203,14 @@ pub struct MtsDueChunk {
     pub unresolved: i64,
 }
 
+/// Submitted runs owing no callback any more (see [`Store::complete_mts_runs`]); binds the
+/// time as `$1`; a caller may add a condition on `$2`.
+const COMPLETE_RUNS_SQL: &str = "UPDATE mts_runs SET status = 'completed', finished_at = $1 \
+    WHERE status = 'submitted' AND NOT EXISTS (SELECT 1 FROM mts_records m \
+    WHERE m.run_id = mts_runs.id AND m.state = 'sent') \
+    AND (window_end IS NULL OR sent <= (SELECT count(*) FROM odk_run_submissions o \
+    WHERE o.run_id = mts_runs.id))";
+
 /// A new record's reference: its key (32 characters, kept for every later send) and a nonce.
 fn new_reference() -> String {
     format!(
@@ -220,10 +228,14 @@ pub(crate) fn reference_key(reference: &str) -> &str {
 impl Store {
     // ------------------------------------------------------------------ connectors
 
+    /// Creates a connector (state `stopped`) with one audit entry. `settings_for_id` may
+    /// rewrite the settings once the id is known (a callback URL naming the connector's own
+    /// receiver), inside the same transaction.
     pub async fn create_mts_connector(
         &self,
         name: &str,
         settings: &Value,
+        settings_for_id: impl FnOnce(i64) -> Option<Value>,
         callback_secret: Option<String>,
         odk_secret: Option<String>,
         actor: &Actor,
@@ -233,10 +245,13 @@ impl Store {
              created_at, updated_at) VALUES ($1, $2, $3, $4, 'stopped', $5, $5) \
              RETURNING {CONNECTOR_COLUMNS}"
         );
+        let resettle = format!(
+            "UPDATE mts_connectors SET settings = $2 WHERE id = $1 RETURNING {CONNECTOR_COLUMNS}"
+        );
         let now = Utc::now();
         with_db!(self, write, p => {
             let mut tx = p.begin().await?;
-            let row: MtsConnectorRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            let mut row: MtsConnectorRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(name)
                 .bind(Json(settings))
                 .bind(callback_secret)
@@ -244,7 +259,14 @@ impl Store {
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
-            let after = serde_json::json!({"name": name, "settings": settings});
+            if let Some(settled) = settings_for_id(row.id) {
+                row = sqlx::query_as(sqlx::AssertSqlSafe(resettle))
+                    .bind(row.id)
+                    .bind(Json(settled))
+                    .fetch_one(&mut *tx)
+                    .await?;
+            }
+            let after = serde_json::json!({"name": name, "settings": row.settings.0});
             audit_insert!(&mut *tx, actor, "create", "mts_connector", Some(row.id),
                 None::<i64>, None::<Value>, Some(after))?;
             tx.commit().await?;
@@ -473,14 +495,23 @@ impl Store {
     /// `completed`: for registry input, no record of the run is still `sent`; for ODK input (a
     /// run with a window), as many submissions came back as ODK Central held in the window.
     /// Returns how many.
+    ///
+    /// Called by writers only (the run job, the watchdog, the callback receiver): never on a
+    /// read.
     pub async fn complete_mts_runs(&self) -> Result<u64> {
-        const SQL: &str = "UPDATE mts_runs SET status = 'completed', finished_at = $1 \
-            WHERE status = 'submitted' AND NOT EXISTS (SELECT 1 FROM mts_records m \
-            WHERE m.run_id = mts_runs.id AND m.state = 'sent') \
-            AND (window_end IS NULL OR sent <= (SELECT count(*) FROM odk_run_submissions o \
-            WHERE o.run_id = mts_runs.id))";
         Ok(with_db!(self, write, p => {
-            sqlx::query(SQL).bind(Utc::now()).execute(p).await?.rows_affected()
+            sqlx::query(COMPLETE_RUNS_SQL).bind(Utc::now()).execute(p).await?.rows_affected()
+        }))
+    }
+
+    /// [`Store::complete_mts_runs`] for one connector: what a callback does once its
+    /// transaction committed. Run after the commit, so that of two callbacks committing at
+    /// once, the later one's check sees both.
+    pub async fn complete_mts_runs_of(&self, connector_id: i64) -> Result<u64> {
+        let sql = format!("{COMPLETE_RUNS_SQL} AND connector_id = $2");
+        Ok(with_db!(self, write, p => {
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(Utc::now()).bind(connector_id)
+                .execute(p).await?.rows_affected()
         }))
     }
 
@@ -917,5 +948,5 @@ impl Store {
 fn session_hash(token: &str) -> String {
     use sha2::Digest;
     let d = sha2::Sha256::digest(token.as_bytes());
-    d.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(d)
 }

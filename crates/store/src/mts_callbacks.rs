@@ -315,6 +315,9 @@ impl Store {
                 applied
             }
         };
+        if applied > 0 {
+            self.complete_mts_runs_of(policy.connector_id).await?;
+        }
         Ok(MtsCallbackReport {
             applied,
             ignored: items.len() - applied,

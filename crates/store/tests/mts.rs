@@ -34,7 +34,14 @@ async fn person(store: &Store, i: usize, vid: Option<&str>) -> i64 {
 
 async fn connector(store: &Store) -> i64 {
     store
-        .create_mts_connector("c", &json!({}), None, None, &Actor::system("test"))
+        .create_mts_connector(
+            "c",
+            &json!({}),
+            |_| None,
+            None,
+            None,
+            &Actor::system("test"),
+        )
         .await
         .unwrap()
         .id

@@ -52,10 +52,13 @@ impl JobError {
     }
 }
 
-/// Storage failures are usually transient.
+/// A storage failure says itself whether it may pass (a deleted run will still be deleted).
 impl From<StoreError> for JobError {
     fn from(e: StoreError) -> Self {
-        JobError::retryable(e.to_string())
+        JobError {
+            retryable: e.is_retryable(),
+            message: e.to_string(),
+        }
     }
 }
 

@@ -74,7 +74,7 @@ impl ScheduleSpec {
     }
 
     /// `(every_minutes, daily_at)` columns.
-    fn columns(&self) -> (Option<i32>, Option<String>) {
+    pub(crate) fn columns(&self) -> (Option<i32>, Option<String>) {
         match *self {
             ScheduleSpec::EveryMinutes(n) => (Some(i32::try_from(n).unwrap_or(i32::MAX)), None),
             ScheduleSpec::DailyAt { hour, minute } => {
@@ -188,6 +188,22 @@ pub fn schedule_dedupe_key(name: &str, tick: DateTime<Utc>) -> String {
     )
 }
 
+/// Creates a schedule or updates its kind, payload and spec, keeping `enabled` and, unless the
+/// spec changed, `next_run_at`. Binds: name, kind, payload, every_minutes, daily_at, the first
+/// tick, now. Shared by [`Store::upsert_schedule`] and transactions that start connectors.
+pub(crate) const UPSERT_SQL: &str = concat!(
+    "INSERT INTO schedules (name, kind, payload, every_minutes, daily_at, next_run_at, \
+         enabled, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $7) \
+         ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, payload = excluded.payload, \
+         next_run_at = CASE WHEN COALESCE(schedules.every_minutes, 0) = \
+         COALESCE(excluded.every_minutes, 0) AND COALESCE(schedules.daily_at, '') = \
+         COALESCE(excluded.daily_at, '') THEN schedules.next_run_at \
+         ELSE excluded.next_run_at END, \
+         every_minutes = excluded.every_minutes, daily_at = excluded.daily_at, \
+         updated_at = excluded.updated_at RETURNING ",
+    schedule_columns!()
+);
+
 impl Store {
     /// Creates or updates the schedule `name`. A new schedule is enabled and first ticks at
     /// `spec.next_after(now)`. On update, `enabled` is kept (an operator's "disable" survives
@@ -199,18 +215,6 @@ impl Store {
         payload: Value,
         spec: ScheduleSpec,
     ) -> Result<Schedule> {
-        const SQL: &str = concat!(
-            "INSERT INTO schedules (name, kind, payload, every_minutes, daily_at, next_run_at, \
-             enabled, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $7) \
-             ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, payload = excluded.payload, \
-             next_run_at = CASE WHEN COALESCE(schedules.every_minutes, 0) = \
-             COALESCE(excluded.every_minutes, 0) AND COALESCE(schedules.daily_at, '') = \
-             COALESCE(excluded.daily_at, '') THEN schedules.next_run_at \
-             ELSE excluded.next_run_at END, \
-             every_minutes = excluded.every_minutes, daily_at = excluded.daily_at, \
-             updated_at = excluded.updated_at RETURNING ",
-            schedule_columns!()
-        );
         if name.trim().is_empty() {
             return Err(StoreError::field("name", "must not be empty"));
         }
@@ -221,7 +225,7 @@ impl Store {
         let now = Utc::now();
         let (every_minutes, daily_at) = spec.columns();
         let row: ScheduleRow = with_db!(self, write, p => {
-            sqlx::query_as(SQL)
+            sqlx::query_as(UPSERT_SQL)
                 .bind(name)
                 .bind(kind)
                 .bind(Json(&payload))
