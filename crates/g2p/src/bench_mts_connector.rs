@@ -911,7 +911,6 @@ async fn run_e2e(
     let mut last_report = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        store.complete_mts_runs().await?;
         let r = store.get_mts_run(run_id).await?;
         match r.status.as_str() {
             run_status::COMPLETED => break,

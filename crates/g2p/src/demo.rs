@@ -11,21 +11,20 @@ use std::time::Instant;
 
 use anyhow::{Context, anyhow};
 use chrono::{Duration, NaiveDate, Utc};
+use g2p_app::mts::connectors;
 use g2p_domain::filter::Domain;
 use g2p_domain::mts_connector::{MtsConnectorInput, MtsConnectorSettings};
 use g2p_domain::{
     BankAccountInput, MembershipInput, PhoneNumberInput, RegIdInput, RegistrantInput, Role,
 };
 use g2p_sim::mts::{MockAuthenticator, MtsConfig, MtsService};
+use g2p_store::Store;
 use g2p_store::audit::Actor;
 use g2p_store::mts::run_status;
-use g2p_store::{Store, StoreError};
-use g2p_web::api::mts::{CALLBACK_SECRET_CONTEXT, ODK_SECRET_CONTEXT};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::demo_odk::{self, OdkDemoReport};
-use crate::mts_connector::enqueue_run;
 use crate::{App, Config, shutdown_signal, telemetry};
 
 const GIVEN_F: &[&str] = &[
@@ -570,90 +569,44 @@ pub(crate) fn generated_secret() -> String {
     )
 }
 
-/// The demo connector named in `create`: made from it (secrets sealed) unless one of that name
-/// exists, then updated with `repoint` and this application's receiver, since the ports of
-/// MTS, the simulators and the receiver change from one start to the next.
+/// The demo connector named in `create`: made from it (through the same use case as
+/// `POST /api/v1/mts/connectors`) unless one of that name exists, then updated with `repoint`
+/// and this application's receiver, since the ports of MTS, the simulators and the receiver
+/// change from one start to the next.
 pub(crate) async fn find_or_create_connector(
     app: &App,
-    mut create: MtsConnectorInput,
+    create: MtsConnectorInput,
     mut repoint: MtsConnectorInput,
 ) -> anyhow::Result<i64> {
     let store = &app.store;
     let actor = Actor::system("demo");
-    let receiver = |id: i64| format!("{}/api/v1/mts/callbacks/{id}", app.url());
+    let base = app.url();
+    let receiver = move |id: i64| format!("{base}/api/v1/mts/callbacks/{id}");
     let wanted = create.name.clone().unwrap_or_default();
-    let existing = store
-        .list_mts_connectors()
+    let existing = connectors::list(store)
         .await?
         .into_iter()
-        .find(|c| c.name == wanted);
-    let row = match existing {
-        Some(row) => row,
-        None => {
-            // The receiver's path holds the connector id, known once it exists.
-            create.callback_url = Some(receiver(0));
-            let (name, settings, secrets) =
-                create.parse(None).map_err(|e| anyhow!("{wanted}: {e}"))?;
-            let seal = |context: &str, p: Option<String>| {
-                p.map(|p| app.state.secrets.seal(context, &p)).transpose()
-            };
-            store
-                .create_mts_connector(
-                    &name,
-                    &serde_json::to_value(&settings)?,
-                    seal(CALLBACK_SECRET_CONTEXT, secrets.callback_password)?,
-                    seal(ODK_SECRET_CONTEXT, secrets.odk_password)?,
-                    &actor,
-                )
-                .await?
-        }
+        .find(|c| c.row.name == wanted);
+    let id = match existing {
+        Some(c) => c.id(),
+        None => connectors::create(store, &app.state.secrets, &actor, create, Some(&receiver))
+            .await
+            .map_err(|e| anyhow!("{wanted}: {e}"))?
+            .id(),
     };
-    let current: MtsConnectorSettings = serde_json::from_value(row.settings.0.clone())?;
-    repoint.callback_url = Some(receiver(row.id));
-    let (name, settings, _) = repoint
-        .parse(Some((&row.name, &current)))
+    repoint.callback_url = Some(receiver(id));
+    connectors::update(store, &app.state.secrets, &actor, id, repoint)
+        .await
         .map_err(|e| anyhow!("{wanted}: {e}"))?;
-    store
-        .update_mts_connector(
-            row.id,
-            &name,
-            &serde_json::to_value(&settings)?,
-            None,
-            None,
-            &actor,
-        )
-        .await?;
-    Ok(row.id)
+    Ok(id)
 }
 
 /// Queues a delta run of the connector for this application's worker, as
 /// `POST /api/v1/mts/connectors/{id}/runs` does; when a run of it is still going (from a
 /// previous start), follows that one instead.
 async fn start_run(store: &Store, connector: i64) -> anyhow::Result<i64> {
-    match store
-        .create_mts_run(connector, "delta", None, None, "demo")
-        .await
-    {
-        Ok(run) => {
-            enqueue_run(store, run.id).await?;
-            Ok(run.id)
-        }
-        Err(StoreError::Conflict { message, .. }) => {
-            let active = store
-                .list_mts_runs(connector, 10)
-                .await?
-                .into_iter()
-                .find(|r| matches!(r.status.as_str(), run_status::QUEUED | run_status::RUNNING));
-            match active {
-                Some(r) => {
-                    eprintln!("g2p demo: following run {} ({message})", r.id);
-                    Ok(r.id)
-                }
-                None => Err(anyhow!("cannot start the demo run: {message}")),
-            }
-        }
-        Err(e) => Err(e.into()),
-    }
+    let run = connectors::run_or_follow(store, &Actor::system("demo"), connector).await?;
+    Ok(run)
 }
 
 /// The run once it has ended, or as it is when `timeout` (from `started`) has passed.
@@ -664,8 +617,6 @@ pub(crate) async fn wait_run_end(
     timeout: std::time::Duration,
 ) -> anyhow::Result<g2p_store::mts::MtsRun> {
     loop {
-        // Runs whose last callback arrived become `completed` here (as the API's reads do).
-        store.complete_mts_runs().await?;
         let run = store.get_mts_run(run_id).await?;
         let ended = matches!(
             run.status.as_str(),

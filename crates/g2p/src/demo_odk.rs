@@ -8,14 +8,15 @@ use anyhow::{Context, anyhow};
 use chrono::{DateTime, TimeDelta, Utc};
 use g2p_domain::mts_connector::MtsConnectorInput;
 use g2p_sim::odk::{DEFAULT_EMAIL, DEFAULT_PASSWORD, OdkSim, REGISTRATION_FORM};
+use g2p_store::Store;
 use g2p_store::mts::run_status;
-use g2p_store::{Store, StoreError};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::App;
 use crate::demo::{find_or_create_connector, generated_secret};
-use crate::mts_connector::enqueue_run;
+use g2p_app::mts::connectors::{self, RunSelection};
+use g2p_store::audit::Actor;
 
 /// Name of the ODK connector the demo creates (and finds again on the next start).
 pub const DEMO_ODK_CONNECTOR: &str = "Demo: ODK registrations";
@@ -111,20 +112,14 @@ pub async fn start_odk_run(
     connector: i64,
     since: DateTime<Utc>,
 ) -> anyhow::Result<i64> {
-    let selection = json!({"window": {"start": since, "end": Utc::now()}});
-    match store
-        .create_mts_run(connector, "manual", Some(&selection), None, "demo")
+    let selection = RunSelection::Window {
+        start: since,
+        end: Utc::now(),
+    };
+    connectors::run(store, &Actor::system("demo"), connector, selection)
         .await
-    {
-        Ok(run) => {
-            enqueue_run(store, run.id).await?;
-            Ok(run.id)
-        }
-        Err(StoreError::Conflict { message, .. }) => {
-            Err(anyhow!("cannot start the demo ODK import: {message}"))
-        }
-        Err(e) => Err(e.into()),
-    }
+        .map(|run| run.id)
+        .map_err(|e| anyhow!("cannot start the demo ODK import: {e}"))
 }
 
 /// What the ODK import did, as `g2p demo --once --json` prints it under `odk`.

@@ -8,8 +8,6 @@ pub mod config;
 pub mod demo;
 pub mod demo_odk;
 pub mod import;
-pub mod mts_connector;
-pub mod odk_connector;
 pub mod sims;
 pub mod telemetry;
 
@@ -17,12 +15,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use g2p_app::mts::runs::MtsJobs;
 use g2p_store::Store;
 use g2p_store::db::ConnectOptions;
-use g2p_store::id_checks::{REVALIDATE_IDS_JOB, revalidate_ids_job};
 use g2p_store::jobs::runner::JobRunner;
-use g2p_store::jobs::schedules::ScheduleSpec;
-use g2p_store::mts;
 use g2p_store::secrets::SecretBox;
 use g2p_web::{AppState, WebSettings};
 use tokio::net::TcpListener;
@@ -67,40 +63,24 @@ pub fn worker_id() -> String {
     format!("{host}:{}:{}", std::process::id(), &rnd[..8])
 }
 
-/// The job runner with every job kind of the application. `secrets` opens connector secrets
-/// (the same key as the web layer's).
-pub fn job_runner(store: Store, cfg: &Config, secrets: SecretBox) -> JobRunner {
-    let mts = mts_connector::MtsWorker {
+/// The job runner with every job kind of the application (`g2p_app::jobs`). `secrets` opens
+/// connector secrets (the same key as the web layer's).
+pub fn job_runner(store: Store, cfg: &Config, secrets: SecretBox) -> anyhow::Result<JobRunner> {
+    let mts = MtsJobs {
         secrets,
-        // One client for every MTS call: one connection pool, trust roots loaded once.
-        http: reqwest::Client::new(),
+        // One client per external system: one connection pool, trust roots loaded once.
+        mts: g2p_connectors::mts::MtsClient::new().context("cannot build the MTS client")?,
+        odk: g2p_connectors::odk::OdkClient::new().context("cannot build the ODK client")?,
         callback_deadline: chrono::Duration::seconds(
             i64::try_from(cfg.mts_callback_deadline_secs).unwrap_or(600),
         ),
     };
-    let (tick, watchdog) = (mts.clone(), mts.clone());
-    JobRunner::new(store, worker_id())
-        .concurrency(cfg.worker_concurrency)
-        .handler(REVALIDATE_IDS_JOB, revalidate_ids_job)
-        .handler(mts::MTS_RUN_JOB, move |ctx, p| mts.clone().run_job(ctx, p))
-        .handler(mts::MTS_TICK_JOB, move |ctx, p| {
-            tick.clone().tick_job(ctx, p)
-        })
-        .handler(mts::MTS_WATCHDOG_JOB, move |ctx, p| {
-            watchdog.clone().watchdog_job(ctx, p)
-        })
+    Ok(g2p_app::jobs::runner(store, worker_id(), mts).concurrency(cfg.worker_concurrency))
 }
 
 /// Schedules every instance declares at start (idempotent).
 async fn declare_schedules(store: &Store) -> anyhow::Result<()> {
-    store
-        .upsert_schedule(
-            "mts-watchdog",
-            mts::MTS_WATCHDOG_JOB,
-            serde_json::json!({}),
-            ScheduleSpec::EveryMinutes(1),
-        )
-        .await?;
+    g2p_app::jobs::declare_schedules(store).await?;
     Ok(())
 }
 
@@ -109,7 +89,7 @@ pub async fn run_worker(cfg: &Config) -> anyhow::Result<()> {
     let store = open_store(cfg).await?;
     let secrets = cfg.secret_box(&cfg.database_url)?;
     declare_schedules(&store).await?;
-    let runner = job_runner(store.clone(), cfg, secrets);
+    let runner = job_runner(store.clone(), cfg, secrets)?;
     let token = CancellationToken::new();
     let stopper = token.clone();
     tokio::spawn(async move {
@@ -150,7 +130,7 @@ impl App {
         });
         let mut tasks = vec![server];
         if cfg.run_worker {
-            let runner = job_runner(store.clone(), cfg, state.secrets.clone());
+            let runner = job_runner(store.clone(), cfg, state.secrets.clone())?;
             let token = shutdown.clone();
             tasks.push(tokio::spawn(async move { runner.run(token).await }));
         }

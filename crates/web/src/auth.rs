@@ -124,14 +124,10 @@ fn sign(settings: &WebSettings, payload: &str) -> String {
     match HmacSha256::new_from_slice(&settings.session_key) {
         Ok(mut mac) => {
             mac.update(payload.as_bytes());
-            hex(&mac.finalize().into_bytes())
+            hex::encode(mac.finalize().into_bytes())
         }
         Err(_) => String::new(),
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Cookie value `<key_id>.<expiry unix seconds>.<hmac>`.
@@ -159,8 +155,9 @@ pub fn csrf_token(settings: &WebSettings, session_value: &str) -> String {
     sign(settings, &format!("csrf:{session_value}"))
 }
 
+/// Equality that takes the same time wherever the inputs differ (`subtle`), for secrets.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    bool::from(subtle::ConstantTimeEq::ct_eq(a, b))
 }
 
 pub fn cookie_value<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {

@@ -148,6 +148,33 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A body that could not be read whole: over `limit` (413), or cut off by the client (400).
+pub fn body_error(e: &axum::Error, limit: usize) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return ApiError::PayloadTooLarge(u64::try_from(limit).unwrap_or(u64::MAX));
+        }
+        source = s.source();
+    }
+    ApiError::BadRequest {
+        code: "unreadable_body",
+        message: "the body could not be read".into(),
+    }
+}
+
+impl From<g2p_app::AppError> for ApiError {
+    fn from(e: g2p_app::AppError) -> Self {
+        match e {
+            g2p_app::AppError::Store(e) => e.into(),
+            g2p_app::AppError::Validation(f) => ApiError::Validation(f),
+            g2p_app::AppError::Internal(message) => {
+                ApiError::internal(std::io::Error::other(message))
+            }
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

@@ -9,12 +9,8 @@ use axum::extract::State;
 use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use g2p_domain::mts_connector::{CallbackAuthType, MtsConnectorSettings};
-use secrecy::ExposeSecret;
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
 
-use crate::api::mts::CALLBACK_SECRET_CONTEXT;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -60,29 +56,8 @@ async fn login(s: &AppState, body: &[u8]) -> Result<Option<Response>, ApiError> 
     ) else {
         return Ok(None);
     };
-    // Every odoo connector with these credentials: two connectors may share a login.
-    let mut matched = Vec::new();
-    for row in s.store.list_mts_connectors().await? {
-        let Ok(st) = serde_json::from_value::<MtsConnectorSettings>(row.settings.0.clone()) else {
-            continue;
-        };
-        if st.callback_auth_type != CallbackAuthType::Odoo
-            || st.callback_auth_database != db
-            || st.callback_auth_username != user
-        {
-            continue;
-        }
-        let Some(sealed) = &row.callback_secret else {
-            continue;
-        };
-        let secret = s
-            .secrets
-            .open(CALLBACK_SECRET_CONTEXT, sealed)
-            .map_err(ApiError::internal)?;
-        if bool::from(password.as_bytes().ct_eq(secret.expose_secret().as_bytes())) {
-            matched.push(row.id);
-        }
-    }
+    let matched =
+        g2p_app::mts::callbacks::odoo_login(&s.store, &s.secrets, db, user, password).await?;
     let Some(&uid) = matched.first() else {
         return Ok(None);
     };

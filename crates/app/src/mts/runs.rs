@@ -1,61 +1,80 @@
-//! The Registry MTS Connector's worker side: a run (job `mts.run`) pages through the selected
-//! registrants in id order, claims each page as a chunk and sends it to MTS as one
-//! `POST /authtoken/json` with callback delivery; the results come back to the callback
-//! receiver (`g2p_web::api::mts`). MTS vocabulary (authdata, request_identifier,
-//! callbackProperties) stays in this module.
+//! A Registry MTS Connector's run (job `mts.run`): pages through the selected registrants in
+//! id order, claims each page as a chunk and sends it to MTS as one `POST /authtoken/json`
+//! with callback delivery; the results come back to the callback receiver
+//! ([`crate::mts::callbacks`]). A recurring connector's schedule fires `mts.tick`, which takes
+//! the delta. An ODK connector's run asks MTS to pull a window instead
+//! ([`crate::odk::import`]).
 //!
 //! A chunk MTS did not take (down, 5xx, refused) is abandoned before the error is returned:
 //! nothing stays `sent`, and the job is retried later from the run's cursor.
-
-use std::time::Duration;
+//!
+//! The mapping from registry vocabulary to MTS's (authdata, callbackProperties) is in
+//! [`envelope`], in one place.
 
 use chrono::Utc;
+use g2p_connectors::mts::wire::{
+    AuthOdoo, AuthStaticBearer, AuthTokenBody, AuthTokenRequest, CallbackProperties,
+};
+use g2p_connectors::mts::{InputRoute, MtsClient, MtsError};
+use g2p_connectors::odk::OdkClient;
 use g2p_domain::filter::Domain;
 use g2p_domain::mts_connector::{CallbackAuthType, InputType, MtsConnectorSettings};
-use g2p_store::Store;
+use g2p_store::StoreError;
+use g2p_store::audit::Actor;
 use g2p_store::jobs::runner::{JobContext, JobError};
 use g2p_store::mts::{MtsClaimedRecord, MtsRun, MtsSelection, run_status};
+use g2p_store::mts_lifecycle::{NewMtsRun, RunQueued};
 use g2p_store::secrets::SecretBox;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use g2p_store::mts::MTS_RUN_JOB;
-use g2p_web::api::mts::CALLBACK_SECRET_CONTEXT;
+use crate::mts::connectors::settings_of;
+use crate::secrets::CALLBACK_SECRET_CONTEXT;
 
-/// Timeout of a call to MTS (not the callback timeout, unlike OpenG2P: defect B13).
-const MTS_CALL_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// How many times the watchdog finds a processed request's callbacks still missing before it
-/// takes them for lost (MTS may still be retrying them in between).
-const PATIENT_POLLS: i64 = 3;
-
-/// What the MTS jobs share: the key that opens connector secrets, one HTTP client, and how
-/// long callbacks may take before the watchdog looks into them.
+/// What the MTS jobs share: the key that opens connector secrets, one client per external
+/// system, and how long callbacks may take before the watchdog looks into them.
 #[derive(Clone)]
-pub struct MtsWorker {
+pub struct MtsJobs {
     pub secrets: SecretBox,
-    pub http: reqwest::Client,
+    pub mts: MtsClient,
+    pub odk: OdkClient,
     pub callback_deadline: chrono::Duration,
 }
 
-impl MtsWorker {
+/// A failed MTS call as a job failure: MTS says itself whether a retry can help.
+pub(crate) fn mts_failed(e: MtsError) -> JobError {
+    let retryable = e.is_retryable();
+    JobError {
+        message: e.to_string(),
+        retryable,
+    }
+}
+
+#[derive(Deserialize)]
+struct RunPayload {
+    run_id: i64,
+}
+
+#[derive(Deserialize)]
+struct TickPayload {
+    connector_id: i64,
+}
+
+impl MtsJobs {
     /// The `mts.run` handler.
     pub async fn run_job(self, ctx: JobContext, payload: Value) -> Result<Value, JobError> {
-        let run_id = payload["run_id"]
-            .as_i64()
-            .ok_or_else(|| JobError::permanent("payload has no run_id"))?;
-        self.run(&ctx, run_id).await
+        let p: RunPayload = serde_json::from_value(payload)?;
+        self.run(&ctx, p.run_id).await
     }
 
     /// The `mts.tick` handler: a recurring connector's schedule fired. Takes the delta, unless
     /// the connector was stopped or its previous run is still going.
     pub async fn tick_job(self, ctx: JobContext, payload: Value) -> Result<Value, JobError> {
-        let connector_id = payload["connector_id"]
-            .as_i64()
-            .ok_or_else(|| JobError::permanent("payload has no connector_id"))?;
-        let row = match ctx.store.get_mts_connector(connector_id).await {
+        let p: TickPayload = serde_json::from_value(payload)?;
+        let row = match ctx.store.get_mts_connector(p.connector_id).await {
             Ok(r) => r,
-            Err(g2p_store::StoreError::NotFound { .. }) => {
+            Err(StoreError::NotFound { .. }) => {
                 return Ok(json!({"skipped": "connector deleted"}));
             }
             Err(e) => return Err(e.into()),
@@ -63,18 +82,21 @@ impl MtsWorker {
         if row.state != "running" {
             return Ok(json!({"skipped": "connector stopped"}));
         }
-        let run = match ctx
-            .store
-            .create_mts_run(connector_id, "delta", None, None, "schedule")
-            .await
-        {
-            Ok(r) => r,
-            Err(g2p_store::StoreError::Conflict { message, .. }) => {
-                return Ok(json!({"skipped": message}));
-            }
-            Err(e) => return Err(e.into()),
+        let actor = Actor::system("schedule");
+        let new = NewMtsRun {
+            connector_id: p.connector_id,
+            kind: "delta",
+            selection: None,
+            targets: None,
+            created_by: &actor.name,
         };
-        self.run(&ctx, run.id).await
+        // The run's own job sends it, as for a run started by hand.
+        match ctx.store.queue_mts_run(&new, &actor).await? {
+            RunQueued::Created(run) => Ok(json!({"run_id": run.id})),
+            RunQueued::AlreadyActive(id) => Ok(json!({
+                "skipped": format!("run {id} of this connector has not finished")
+            })),
+        }
     }
 
     async fn run(&self, ctx: &JobContext, run_id: i64) -> Result<Value, JobError> {
@@ -86,7 +108,7 @@ impl MtsWorker {
         ) {
             return Ok(json!({"skipped": run.status}));
         }
-        match send_run(&self.secrets, &self.http, self.callback_deadline, ctx, &run).await {
+        match self.send_run(ctx, &run).await {
             Ok(sent) => {
                 // A run stopped meanwhile stays stopped.
                 if store.get_mts_run(run_id).await?.status != run_status::STOPPED {
@@ -94,7 +116,8 @@ impl MtsWorker {
                         .set_mts_run_status(run_id, run_status::SUBMITTED, None)
                         .await?;
                 }
-                store.complete_mts_runs().await?;
+                // Callbacks may all have come while the run was still sending.
+                store.complete_mts_runs_of(run.connector_id).await?;
                 Ok(json!({"run_id": run_id, "sent": sent}))
             }
             Err(e) => {
@@ -114,266 +137,147 @@ impl MtsWorker {
         }
     }
 
-    /// The `mts.watchdog` handler: for chunks whose callbacks are overdue, asks MTS
-    /// (`GET /authtoken/status/{id}`). A request MTS no longer knows, or one it could not
-    /// call back (`error_making_callback_request`), or one processed long ago with callbacks
-    /// still missing: its unresolved records are released and re-sent by a retry run, while
-    /// attempts last; then they stay failed with the reason.
-    pub async fn watchdog_job(self, ctx: JobContext, _payload: Value) -> Result<Value, JobError> {
+    /// Sends a run; the number of records (or ODK submissions) handed to MTS.
+    async fn send_run(&self, ctx: &JobContext, run: &MtsRun) -> Result<i64, JobError> {
         let store = &ctx.store;
-        let mut released = 0u64;
-        let mut resend: Vec<(i64, Vec<i64>)> = Vec::new();
-        for chunk in store.due_mts_chunks(200).await? {
-            let later = Utc::now() + self.callback_deadline;
-            if chunk.unresolved == 0 {
-                store
-                    .set_mts_chunk_checked(chunk.id, true, later, None)
-                    .await?;
-                continue;
-            }
-            let row = store.get_mts_connector(chunk.connector_id).await?;
-            let settings: MtsConnectorSettings = serde_json::from_value(row.settings.0.clone())?;
-            let status = match &chunk.request_id {
-                Some(id) => self.mts_status(&settings.mts_url, id).await,
-                None => MtsStatus::Unknown,
-            };
-            let lost = match &status {
-                MtsStatus::Unknown => Some("MTS no longer knows the request".to_owned()),
-                MtsStatus::Is(s) if s == "error_making_callback_request" => {
-                    Some("MTS could not deliver the callbacks".to_owned())
-                }
-                MtsStatus::Is(s)
-                    if s.starts_with("processed") && chunk.polls + 1 >= PATIENT_POLLS =>
-                {
-                    Some(format!("callbacks missing although MTS says {s}"))
-                }
-                _ => None,
-            };
-            match lost {
-                Some(reason) => {
-                    let ids = store.unresolved_mts_registrants(chunk.id).await?;
-                    let n = store.release_mts_chunk(chunk.id, &reason).await?;
-                    released += n;
-                    tracing::warn!(chunk = chunk.id, records = n, reason = %reason,
-                        "mts: callbacks lost; records released for a re-send");
-                    match resend.iter_mut().find(|(c, _)| *c == chunk.connector_id) {
-                        Some((_, all)) => all.extend(ids),
-                        None => resend.push((chunk.connector_id, ids)),
-                    }
-                }
-                None => {
-                    let seen = match &status {
-                        MtsStatus::Is(s) => Some(s.as_str()),
-                        _ => None,
-                    };
-                    store
-                        .set_mts_chunk_checked(chunk.id, false, later, seen)
-                        .await?;
-                }
-            }
-        }
-        let mut runs = Vec::new();
-        for (connector_id, ids) in resend {
-            if ids.is_empty() {
-                continue;
-            }
-            let selection = json!({"registrants": ids.len()});
-            match store
-                .create_mts_run(
-                    connector_id,
-                    "retry",
-                    Some(&selection),
-                    Some(&ids),
-                    "watchdog",
-                )
-                .await
-            {
-                Ok(run) => {
-                    enqueue_run(store, run.id).await?;
-                    runs.push(run.id);
-                }
-                // A run is going: it or the next delta takes the released records.
-                Err(g2p_store::StoreError::Conflict { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        store.complete_mts_runs().await?;
-        Ok(json!({"released": released, "retry_runs": runs}))
-    }
-
-    async fn mts_status(&self, mts_url: &str, request_id: &str) -> MtsStatus {
-        let url = format!(
-            "{}/authtoken/status/{request_id}",
-            mts_url.trim_end_matches('/')
-        );
-        let resp = match self.http.get(&url).timeout(MTS_CALL_TIMEOUT).send().await {
-            Ok(r) => r,
-            Err(_) => return MtsStatus::Unreachable,
-        };
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
-            return MtsStatus::Unknown;
-        }
-        let v: Value = resp.json().await.unwrap_or(Value::Null);
-        match v["response"]["status"].as_str() {
-            Some(s) => MtsStatus::Is(s.to_owned()),
-            None if v["errors"][0]["errorCode"] == "ATS-REQ-016" => MtsStatus::Unknown,
-            None => MtsStatus::Unreachable,
-        }
-    }
-}
-
-/// What `GET /authtoken/status/{id}` said.
-enum MtsStatus {
-    Is(String),
-    /// 404 / ATS-REQ-016: restarted without its queue, or purged.
-    Unknown,
-    Unreachable,
-}
-
-async fn send_run(
-    secrets: &SecretBox,
-    http: &reqwest::Client,
-    deadline: chrono::Duration,
-    ctx: &JobContext,
-    run: &MtsRun,
-) -> Result<i64, JobError> {
-    let store = &ctx.store;
-    let row = store.get_mts_connector(run.connector_id).await?;
-    let settings: MtsConnectorSettings = serde_json::from_value(row.settings.0.clone())?;
-    let password = match &row.callback_secret {
-        Some(sealed) => Some(
-            secrets
+        let row = store.get_mts_connector(run.connector_id).await?;
+        let settings = settings_of(&row).map_err(|e| JobError::permanent(e.to_string()))?;
+        let password = match &row.callback_secret {
+            Some(sealed) => self
+                .secrets
                 .open(CALLBACK_SECRET_CONTEXT, sealed)
                 .map_err(|e| JobError::permanent(format!("callback secret: {e}")))?,
-        ),
-        None => None,
-    };
-    let password = password
-        .as_ref()
-        .map(|p| p.expose_secret().to_owned())
-        .ok_or_else(|| JobError::permanent("the connector has no callback secret"))?;
-    store
-        .set_mts_run_status(run.id, run_status::RUNNING, None)
-        .await?;
-    if settings.input_type == InputType::Odk {
-        return crate::odk_connector::send_odk_run(
-            secrets, http, ctx, run, &row, &settings, &password,
-        )
-        .await;
-    }
-
-    let selection = run.selection.as_ref().map(|s| s.0.clone());
-    let filter_json = selection
-        .as_ref()
-        .and_then(|s| s.get("filter").cloned())
-        .unwrap_or_else(|| settings.filter.clone());
-    let filter =
-        Domain::from_json(&filter_json).map_err(|e| JobError::permanent(format!("filter: {e}")))?;
-    // Manual and retry runs with a list of registrants keep it in mts_run_targets.
-    let targeted = selection
-        .as_ref()
-        .is_some_and(|s| s.get("registrants").is_some());
-    let sel = MtsSelection {
-        connector_id: row.id,
-        vid_id_type: &settings.vid_id_type,
-        token_id_type: &settings.token_id_type,
-        filter: &filter,
-        targets_of_run: targeted.then_some(run.id),
-        max_attempts: i64::from(settings.failed_retry.max_attempts),
-        ignore_retry_time: run.kind != "delta",
-    };
-    let mut cursor = run.cursor;
-    let mut sent = run.sent;
-    loop {
-        if ctx.shutdown.is_cancelled() {
-            return Err(JobError::retryable("worker shutting down"));
-        }
-        if store.get_mts_run(run.id).await?.status == run_status::STOPPED {
-            return Ok(sent);
-        }
-        let claim = store
-            .claim_mts_chunk(run.id, cursor, &sel, i64::from(settings.chunk_size))
+            None => return Err(JobError::permanent("the connector has no callback secret")),
+        };
+        store
+            .set_mts_run_status(run.id, run_status::RUNNING, None)
             .await?;
-        match claim.chunk_id {
-            Some(chunk_id) => {
-                let body = envelope(&settings, &password, &claim.records);
-                match submit(http, &settings.mts_url, "json", &body).await {
-                    Ok(request_id) => {
-                        let n = claim.records.len() as i64;
-                        store
-                            .mark_mts_chunk_submitted(
-                                chunk_id,
-                                &request_id,
-                                Utc::now() + deadline,
-                                run.id,
-                                claim.cursor,
-                                n,
-                            )
-                            .await?;
-                        sent += n;
-                        tracing::info!(run = run.id, chunk = chunk_id, records = n,
-                            request = %request_id, "mts: chunk submitted");
-                    }
-                    Err(e) => {
-                        store.abandon_mts_chunk(chunk_id, &e.message).await?;
-                        return Err(e);
+        if settings.input_type == InputType::Odk {
+            return crate::odk::import::send_odk_run(self, ctx, run, &row, &settings, &password)
+                .await;
+        }
+
+        let selection = run.selection.as_ref().map(|s| s.0.clone());
+        let filter_json = selection
+            .as_ref()
+            .and_then(|s| s.get("filter").cloned())
+            .unwrap_or_else(|| settings.filter.clone());
+        let filter = Domain::from_json(&filter_json)
+            .map_err(|e| JobError::permanent(format!("filter: {e}")))?;
+        // Manual and retry runs with a list of registrants keep it in mts_run_targets.
+        let targeted = selection
+            .as_ref()
+            .is_some_and(|s| s.get("registrants").is_some());
+        let sel = MtsSelection {
+            connector_id: row.id,
+            vid_id_type: &settings.vid_id_type,
+            token_id_type: &settings.token_id_type,
+            filter: &filter,
+            targets_of_run: targeted.then_some(run.id),
+            max_attempts: i64::from(settings.failed_retry.max_attempts),
+            ignore_retry_time: run.kind != "delta",
+        };
+        let mut cursor = run.cursor;
+        let mut sent = run.sent;
+        loop {
+            if ctx.shutdown.is_cancelled() {
+                return Err(JobError::retryable("worker shutting down"));
+            }
+            if store.get_mts_run(run.id).await?.status == run_status::STOPPED {
+                return Ok(sent);
+            }
+            let claim = store
+                .claim_mts_chunk(run.id, cursor, &sel, i64::from(settings.chunk_size))
+                .await?;
+            match claim.chunk_id {
+                Some(chunk_id) => {
+                    let body = AuthTokenRequest::new(AuthTokenBody {
+                        authdata: Some(
+                            claim
+                                .records
+                                .iter()
+                                .map(|r| authdata(&settings, r))
+                                .collect(),
+                        ),
+                        ..envelope(&settings, &password)
+                    });
+                    match self
+                        .mts
+                        .submit(&settings.mts_url, InputRoute::Json, &body)
+                        .await
+                    {
+                        Ok(request_id) => {
+                            let n = claim.records.len() as i64;
+                            store
+                                .mark_mts_chunk_submitted(
+                                    chunk_id,
+                                    &request_id,
+                                    Utc::now() + self.callback_deadline,
+                                    run.id,
+                                    claim.cursor,
+                                    n,
+                                )
+                                .await?;
+                            sent += n;
+                            tracing::info!(run = run.id, chunk = chunk_id, records = n,
+                                request = %request_id, "mts: chunk submitted");
+                        }
+                        Err(e) => {
+                            let e = mts_failed(e);
+                            store.abandon_mts_chunk(chunk_id, &e.message).await?;
+                            return Err(e);
+                        }
                     }
                 }
+                None if claim.cursor != cursor => {
+                    store.set_mts_run_cursor(run.id, claim.cursor).await?;
+                }
+                None => {}
             }
-            None if claim.cursor != cursor => {
-                store.set_mts_run_cursor(run.id, claim.cursor).await?;
+            cursor = claim.cursor;
+            ctx.progress(u64::try_from(sent).unwrap_or(0), 0).await?;
+            if !claim.more {
+                return Ok(sent);
             }
-            None => {}
-        }
-        cursor = claim.cursor;
-        ctx.progress(u64::try_from(sent).unwrap_or(0), 0).await?;
-        if !claim.more {
-            return Ok(sent);
         }
     }
 }
 
-/// The MTS request envelope (spec `openg2p-mts-connector.md` §2.2, with the fixes of §7).
-pub fn envelope(
-    settings: &MtsConnectorSettings,
-    password: &str,
-    records: &[MtsClaimedRecord],
-) -> Value {
-    let authdata: Vec<Value> = records.iter().map(|r| authdata(settings, r)).collect();
-    let mut callback = json!({
-        "url": settings.callback_url,
-        "httpMethod": settings.callback_http_method.as_str(),
-        "timeoutSeconds": settings.callback_timeout_seconds,
-        "callInBulk": settings.call_in_bulk,
-        "authType": settings.callback_auth_type.as_str(),
-    });
-    match settings.callback_auth_type {
-        CallbackAuthType::Odoo => {
-            callback["authOdoo"] = json!({
-                "authUrl": odoo_auth_url(&settings.callback_url),
-                "database": settings.callback_auth_database,
-                "username": settings.callback_auth_username,
-                "password": password,
-            });
-        }
-        CallbackAuthType::StaticBearer => {
-            callback["authStaticBearer"] = json!({"token": password});
-        }
+/// The request MTS gets for a connector, without its records (spec
+/// `openg2p-mts-connector.md` §2.2, with the fixes of its §7): registry runs add `authdata`,
+/// ODK runs `odkconfig`.
+pub fn envelope(settings: &MtsConnectorSettings, password: &SecretString) -> AuthTokenBody {
+    let password = password.expose_secret().to_owned();
+    let (auth_odoo, auth_static_bearer) = match settings.callback_auth_type {
+        CallbackAuthType::Odoo => (
+            Some(AuthOdoo {
+                auth_url: odoo_auth_url(&settings.callback_url),
+                database: settings.callback_auth_database.clone(),
+                username: settings.callback_auth_username.clone(),
+                password,
+            }),
+            None,
+        ),
+        CallbackAuthType::StaticBearer => (None, Some(AuthStaticBearer { token: password })),
+    };
+    AuthTokenBody {
+        output: settings.output_type.clone(),
+        deliverytype: settings.delivery_type.clone(),
+        mapping: settings.mapping.clone(),
+        lang: settings.lang.clone(),
+        output_format: settings.effective_output_format().to_owned(),
+        callback_properties: CallbackProperties {
+            url: settings.callback_url.clone(),
+            http_method: settings.callback_http_method.as_str().to_owned(),
+            timeout_seconds: settings.callback_timeout_seconds,
+            call_in_bulk: settings.call_in_bulk,
+            auth_type: settings.callback_auth_type.as_str().to_owned(),
+            auth_odoo,
+            auth_static_bearer,
+        },
+        authdata: None,
+        odkconfig: None,
     }
-    json!({
-        "id": "string", "version": "string", "metadata": "string",
-        "requesttime": Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
-        "request": {
-            "output": settings.output_type,
-            "deliverytype": settings.delivery_type,
-            "mapping": settings.mapping,
-            "lang": settings.lang,
-            // Always a string (OpenG2P sends `false` when empty: defect B14).
-            "outputFormat": settings.effective_output_format(),
-            "callbackProperties": callback,
-            "authdata": authdata,
-        }
-    })
 }
 
 /// g2p's Odoo-compatible login, on the host of the callback URL.
@@ -430,64 +334,4 @@ fn authdata(settings: &MtsConnectorSettings, r: &MtsClaimedRecord) -> Value {
         out.insert("attributes".into(), Value::Object(attributes));
     }
     Value::Object(out)
-}
-
-/// Posts the envelope; the MTS `request_identifier` on acceptance. A request-level error
-/// (HTTP error, or errors without an identifier) is a refusal; `ATS-REQ-101` (every record
-/// invalid) still carries an identifier and its callbacks still come.
-pub(crate) async fn submit(
-    http: &reqwest::Client,
-    mts_url: &str,
-    input: &str,
-    body: &Value,
-) -> Result<String, JobError> {
-    let url = format!("{}/authtoken/{input}", mts_url.trim_end_matches('/'));
-    let resp = http
-        .post(&url)
-        .json(body)
-        .timeout(MTS_CALL_TIMEOUT)
-        .send()
-        .await
-        .map_err(|e| JobError::retryable(format!("MTS unreachable: {}", e.without_url())))?;
-    let status = resp.status();
-    let answer: Value = resp.json().await.unwrap_or(Value::Null);
-    if let Some(id) = answer["response"]["request_identifier"].as_str()
-        && status.is_success()
-    {
-        return Ok(id.to_owned());
-    }
-    let errors = answer["errors"]
-        .as_array()
-        .map(|es| {
-            es.iter()
-                .map(|e| {
-                    format!(
-                        "{} {}",
-                        e["errorCode"].as_str().unwrap_or("?"),
-                        e["errorMessage"].as_str().unwrap_or("")
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
-        .unwrap_or_default();
-    let msg = format!("MTS refused the request: HTTP {} {errors}", status.as_u16());
-    // 5xx and 429 may pass; a 4xx is our request or configuration, and repeats.
-    if status.is_server_error() || status.as_u16() == 429 {
-        Err(JobError::retryable(msg))
-    } else {
-        Err(JobError::permanent(msg))
-    }
-}
-
-/// Queues a run's job.
-pub async fn enqueue_run(store: &Store, run_id: i64) -> Result<(), g2p_store::StoreError> {
-    store
-        .enqueue(
-            g2p_store::jobs::NewJob::new(MTS_RUN_JOB, json!({"run_id": run_id}))
-                .max_attempts(8)
-                .dedupe_key(format!("mts.run:{run_id}")),
-        )
-        .await?;
-    Ok(())
 }

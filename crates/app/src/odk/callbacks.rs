@@ -4,17 +4,17 @@
 //! refusing the whole call, so that one bad submission cannot block the others (MTS would
 //! retry the call forever). Only results without an instance id or a status refuse the call.
 
-use axum::Json;
-use g2p_domain::mts_connector::MtsConnectorSettings;
 use g2p_domain::{FieldErrors, NewRegistrant, RegistrantInput};
+use g2p_store::Store;
+use g2p_store::StoreError;
 use g2p_store::audit::Actor;
-use g2p_store::mts::MtsConnectorRow;
 use g2p_store::odk_submissions::{OdkPolicy, OdkSubmission, outcome};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::error::Result;
+use crate::mts::callbacks::parse_items;
+use crate::mts::connectors::Connector;
 
 /// How many results of the call ended each way.
 #[derive(Debug, Default, Serialize, utoipa::ToSchema)]
@@ -118,27 +118,23 @@ fn parse_item(i: usize, v: &Value, errors: &mut FieldErrors) -> Option<OdkSubmis
 }
 
 /// Applies an ODK connector's callback: every result in its own transaction, in order.
-pub async fn receive(
-    s: &AppState,
-    row: &MtsConnectorRow,
-    settings: &MtsConnectorSettings,
-    list: &[Value],
-) -> Result<Json<OdkCallbackReport>, ApiError> {
-    let items: Vec<OdkSubmission> = crate::api::mts::parse_items(list, parse_item)?;
+pub async fn receive(store: &Store, c: &Connector, list: &[Value]) -> Result<OdkCallbackReport> {
+    let items: Vec<OdkSubmission> = parse_items(list, parse_item)?;
+    let settings = &c.settings;
     let policy = OdkPolicy {
-        connector_id: row.id,
+        connector_id: c.id(),
         vid_id_type: &settings.vid_id_type,
         token_id_type: &settings.token_id_type,
         remove_vid: settings.remove_vid,
         hold_failed: settings.odk_hold_failed,
     };
-    let actor = Actor::system(&format!("odk-callback:{}", row.id));
+    let actor = Actor::system(&format!("odk-callback:{}", c.id()));
     let mut report = OdkCallbackReport::default();
     for item in &items {
-        let applied = match s.store.apply_odk_submission(&policy, item, &actor).await {
+        let applied = match store.apply_odk_submission(&policy, item, &actor).await {
             // Two deliveries of a new submission raced to create it: the loser now finds it.
-            Err(g2p_store::StoreError::Conflict { .. }) => {
-                s.store.apply_odk_submission(&policy, item, &actor).await?
+            Err(StoreError::Conflict { .. }) => {
+                store.apply_odk_submission(&policy, item, &actor).await?
             }
             other => other?,
         };
@@ -151,6 +147,7 @@ pub async fn receive(
             _ => report.invalid += 1,
         }
     }
-    s.store.complete_mts_runs().await?;
-    Ok(Json(report))
+    // After the submissions' own transactions: a run whose every result is in completes.
+    store.complete_mts_runs_of(c.id()).await?;
+    Ok(report)
 }

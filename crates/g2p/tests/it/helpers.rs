@@ -163,6 +163,7 @@ impl TestApp {
             &Config::default(),
             self.app.state.secrets.clone(),
         )
+        .expect("job runner")
         .drain_until_idle()
         .await
         .expect("drain jobs")

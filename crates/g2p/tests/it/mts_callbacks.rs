@@ -285,6 +285,7 @@ async fn a_run_retries_after_mts_was_down_at_submit() {
         assert_eq!(st, 202, "{run}");
         let run_id = run["id"].as_i64().expect("id");
         let runner = g2p::job_runner(t.app.store.clone(), &t.cfg, t.app.state.secrets.clone())
+            .expect("job runner")
             .retry_policy(g2p_store::jobs::RetryPolicy {
                 base: Duration::from_millis(300),
                 max: Duration::from_millis(300),

@@ -370,7 +370,8 @@ async fn lost_callbacks_are_recovered_by_status_polling() {
             mts_callback_deadline_secs: 0,
             ..g2p::Config::default()
         };
-        let runner = g2p::job_runner(t.app.store.clone(), &cfg, t.app.state.secrets.clone());
+        let runner = g2p::job_runner(t.app.store.clone(), &cfg, t.app.state.secrets.clone())
+            .expect("job runner");
         runner.drain_until_idle().await.expect("drain");
         // Gone with its queue before any callback.
         slow.abort().await;
@@ -521,8 +522,10 @@ async fn two_nodes_on_one_postgres_never_submit_a_registrant_twice() {
         enqueue(&t, "mts.tick", json!({"connector_id": cid})).await;
     }
     // Workers on both nodes.
-    let ra = g2p::job_runner(t.app.store.clone(), &t.cfg, t.app.state.secrets.clone());
-    let rb = g2p::job_runner(other.store.clone(), &t.cfg, other.state.secrets.clone());
+    let ra = g2p::job_runner(t.app.store.clone(), &t.cfg, t.app.state.secrets.clone())
+        .expect("job runner");
+    let rb = g2p::job_runner(other.store.clone(), &t.cfg, other.state.secrets.clone())
+        .expect("job runner");
     let (x, y) = tokio::join!(ra.drain_until_idle(), rb.drain_until_idle());
     x.expect("drain a");
     y.expect("drain b");

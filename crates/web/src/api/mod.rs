@@ -5,7 +5,6 @@ pub mod import;
 pub mod jobs;
 pub mod keys;
 pub mod mts;
-pub mod mts_odk;
 pub mod registrants;
 
 use axum::Json;

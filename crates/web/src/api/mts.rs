@@ -1,36 +1,28 @@
-//! MTS connectors: configuration (secrets sealed, never returned), runs, failures, possible
-//! duplicates, and the callback receiver MTS delivers results to. The receiver authenticates
-//! per connector (its static bearer secret, or a session from the Odoo-compatible login in
-//! [`crate::odoo`]) rather than with API keys: MTS cannot hold one of ours.
+//! MTS connectors over HTTP: configuration (secrets sealed, never returned), runs, failures,
+//! possible duplicates, and the callback receiver MTS delivers results to. Handlers translate
+//! between HTTP and the use cases of `g2p_app::mts`; they hold no rule of their own.
+//!
+//! The receiver authenticates per connector (its static bearer secret, or a session from the
+//! Odoo-compatible login in [`crate::odoo`]) in the [`CallbackConnector`] extractor, before
+//! the body is read, and reads at most the connector's own body limit.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use g2p_domain::mts_connector::{
-    CALLBACK_KEYS, CallbackAuthType, InputType, JobType, MtsConnectorInput, MtsConnectorSettings,
-};
-use g2p_store::audit::Actor;
-use g2p_store::jobs::NewJob;
-use g2p_store::jobs::schedules::ScheduleSpec;
-use g2p_store::mts::{
-    MTS_RUN_JOB, MTS_TICK_JOB, MtsCallbackItem, MtsCallbackPolicy, MtsCallbackReport,
-    MtsConnectorRow, MtsDuplicate, MtsFailure, MtsRun, MtsRunProgress, mts_schedule_name,
-};
+use g2p_app::mts::callbacks::{Credentials, Received};
+use g2p_app::mts::connectors::{self as app, Connector, RunParts};
+use g2p_domain::mts_connector::{MtsConnectorInput, MtsConnectorSettings};
+use g2p_store::mts::{MtsCallbackReport, MtsDuplicate, MtsFailure, MtsRun, MtsRunProgress};
 use g2p_store::odk_submissions::{OdkRunCounts, OdkSubmissionRow};
-use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
+use serde_json::Value;
 
 use crate::api::ApiJson;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
-
-/// AEAD contexts of the sealed secrets (shared with the worker in `g2p::mts_connector`).
-pub const CALLBACK_SECRET_CONTEXT: &str = "mts_connector.callback_secret";
-pub const ODK_SECRET_CONTEXT: &str = "mts_connector.odk_secret";
 
 /// A connector as the API shows it: secrets only as "set or not".
 #[derive(Serialize, utoipa::ToSchema)]
@@ -49,35 +41,23 @@ pub struct MtsConnectorView {
     pub version: i64,
 }
 
-fn view(row: MtsConnectorRow) -> Result<MtsConnectorView, ApiError> {
-    let settings: MtsConnectorSettings =
-        serde_json::from_value(row.settings.0).map_err(ApiError::internal)?;
-    Ok(MtsConnectorView {
-        receiver_path: format!("/api/v1/mts/callbacks/{}", row.id),
-        id: row.id,
-        name: row.name,
-        settings,
-        callback_password_set: row.callback_secret.is_some(),
-        odk_password_set: row.odk_secret.is_some(),
-        state: row.state,
-        watermark: row.watermark,
-        version: row.version,
-    })
+/// The path of a connector's callback receiver.
+pub fn receiver_path(id: i64) -> String {
+    format!("/api/v1/mts/callbacks/{id}")
 }
 
-fn seal(s: &AppState, context: &str, secret: Option<String>) -> Result<Option<String>, ApiError> {
-    secret
-        .map(|p| s.secrets.seal(context, &p).map_err(ApiError::internal))
-        .transpose()
-}
-
-/// A random callback secret when the operator gives none.
-fn generated_secret() -> String {
-    format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    )
+pub fn view(c: Connector) -> MtsConnectorView {
+    MtsConnectorView {
+        receiver_path: receiver_path(c.row.id),
+        callback_password_set: c.row.callback_secret.is_some(),
+        odk_password_set: c.row.odk_secret.is_some(),
+        id: c.row.id,
+        name: c.row.name,
+        settings: c.settings,
+        state: c.row.state,
+        watermark: c.row.watermark,
+        version: c.row.version,
+    }
 }
 
 #[utoipa::path(post, path = "/api/v1/mts/connectors", tag = "mts", operation_id = "create_mts_connector",
@@ -89,22 +69,8 @@ pub async fn create(
     ApiJson(input): ApiJson<MtsConnectorInput>,
 ) -> Result<(StatusCode, Json<MtsConnectorView>), ApiError> {
     c.require_admin()?;
-    let (name, settings, secrets) = input.parse(None).map_err(ApiError::Validation)?;
-    let password = secrets
-        .callback_password
-        .clone()
-        .unwrap_or_else(generated_secret);
-    let row = s
-        .store
-        .create_mts_connector(
-            &name,
-            &serde_json::to_value(&settings).map_err(ApiError::internal)?,
-            seal(&s, CALLBACK_SECRET_CONTEXT, Some(password))?,
-            seal(&s, ODK_SECRET_CONTEXT, secrets.odk_password.clone())?,
-            &c.actor(),
-        )
-        .await?;
-    Ok((StatusCode::CREATED, Json(view(row)?)))
+    let created = app::create(&s.store, &s.secrets, &c.actor(), input, None).await?;
+    Ok((StatusCode::CREATED, Json(view(created))))
 }
 
 #[utoipa::path(get, path = "/api/v1/mts/connectors", tag = "mts", operation_id = "list_mts_connectors",
@@ -114,8 +80,9 @@ pub async fn list(
     c: Caller,
 ) -> Result<Json<Vec<MtsConnectorView>>, ApiError> {
     c.require_read()?;
-    let rows = s.store.list_mts_connectors().await?;
-    Ok(Json(rows.into_iter().map(view).collect::<Result<_, _>>()?))
+    Ok(Json(
+        app::list(&s.store).await?.into_iter().map(view).collect(),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/mts/connectors/{id}", tag = "mts", operation_id = "get_mts_connector",
@@ -127,7 +94,7 @@ pub async fn get_one(
     Path(id): Path<i64>,
 ) -> Result<Json<MtsConnectorView>, ApiError> {
     c.require_read()?;
-    Ok(Json(view(s.store.get_mts_connector(id).await?)?))
+    Ok(Json(view(app::get(&s.store, id).await?)))
 }
 
 #[utoipa::path(patch, path = "/api/v1/mts/connectors/{id}", tag = "mts", operation_id = "update_mts_connector",
@@ -140,35 +107,8 @@ pub async fn update(
     ApiJson(input): ApiJson<MtsConnectorInput>,
 ) -> Result<Json<MtsConnectorView>, ApiError> {
     c.require_admin()?;
-    let row = s.store.get_mts_connector(id).await?;
-    let current: MtsConnectorSettings =
-        serde_json::from_value(row.settings.0.clone()).map_err(ApiError::internal)?;
-    let (name, settings, secrets) = input
-        .parse(Some((&row.name, &current)))
-        .map_err(ApiError::Validation)?;
-    // Switching to ODK input needs the ODK password, unless one is stored already.
-    if settings.input_type == InputType::Odk
-        && row.odk_secret.is_none()
-        && secrets.odk_password.is_none()
-    {
-        return Err(ApiError::field("odk_password", "is required for ODK input"));
-    }
-    let row = s
-        .store
-        .update_mts_connector(
-            id,
-            &name,
-            &serde_json::to_value(&settings).map_err(ApiError::internal)?,
-            seal(
-                &s,
-                CALLBACK_SECRET_CONTEXT,
-                secrets.callback_password.clone(),
-            )?,
-            seal(&s, ODK_SECRET_CONTEXT, secrets.odk_password.clone())?,
-            &c.actor(),
-        )
-        .await?;
-    Ok(Json(view(row)?))
+    let updated = app::update(&s.store, &s.secrets, &c.actor(), id, input).await?;
+    Ok(Json(view(updated)))
 }
 
 /// A manual import: explicit registrant ids, or a filter replacing the connector's.
@@ -203,79 +143,15 @@ async fn run_view(s: &AppState, run: MtsRun) -> Result<RunView, ApiError> {
     Ok(RunView { run, progress, odk })
 }
 
-fn window_bound(field: &str, v: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
-    chrono::DateTime::parse_from_rfc3339(v)
-        .map(|d| d.to_utc())
-        .map_err(|_| ApiError::field(field, "must be an RFC 3339 date-time"))
-}
-
-async fn start_run(
-    s: &AppState,
-    c: &Caller,
-    connector_id: i64,
-    kind: &str,
-    selection: Option<Value>,
-    targets: Option<&[i64]>,
-) -> Result<(StatusCode, Json<RunView>), ApiError> {
-    s.store.get_mts_connector(connector_id).await?;
-    let run = s
-        .store
-        .create_mts_run(
-            connector_id,
-            kind,
-            selection.as_ref(),
-            targets,
-            &c.actor().name,
-        )
-        .await?;
-    s.store
-        .enqueue(
-            NewJob::new(MTS_RUN_JOB, json!({"run_id": run.id}))
-                .max_attempts(8)
-                .dedupe_key(format!("{MTS_RUN_JOB}:{}", run.id)),
-        )
-        .await?;
-    Ok((
+fn accepted(run: MtsRun) -> (StatusCode, Json<RunView>) {
+    (
         StatusCode::ACCEPTED,
         Json(RunView {
             run,
             progress: MtsRunProgress::default(),
             odk: None,
         }),
-    ))
-}
-
-/// Largest id list of one manual import.
-const MAX_TARGETS: usize = 1_000_000;
-
-/// Registrant ids from an uploaded CSV: one per line, in the first column, with or without a
-/// header line (`id` or `registrant_id`).
-fn ids_from_csv(body: &[u8]) -> Result<Vec<i64>, ApiError> {
-    let text =
-        std::str::from_utf8(body).map_err(|_| ApiError::field("csv", "must be UTF-8 text"))?;
-    let mut ids = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let cell = line
-            .split([',', ';', '\t'])
-            .next()
-            .unwrap_or("")
-            .trim()
-            .trim_matches('"');
-        if cell.is_empty() {
-            continue;
-        }
-        match cell.parse::<i64>() {
-            Ok(id) if id > 0 => ids.push(id),
-            _ if n == 0 && matches!(cell, "id" | "registrant_id") => {}
-            _ => {
-                return Err(ApiError::field(
-                    &format!("csv.line_{}", n + 1),
-                    format!("{cell:?} is not a registrant id"),
-                ));
-            }
-        }
-    }
-    Ok(ids)
+    )
 }
 
 /// Runs now: the delta; or a manual import, when the body names registrant ids (JSON
@@ -299,7 +175,7 @@ pub async fn run_now(
     // The body is optional: none (or empty) runs the delta.
     let req: RunRequest = if csv {
         RunRequest {
-            registrant_ids: Some(ids_from_csv(&body)?),
+            registrant_ids: Some(app::ids_from_csv(&body)?),
             ..RunRequest::default()
         }
     } else if body.iter().all(u8::is_ascii_whitespace) {
@@ -310,48 +186,16 @@ pub async fn run_now(
             message: format!("invalid run request: {e}"),
         })?
     };
-    match (&req.window_start, &req.window_end) {
-        (None, None) => {}
-        (Some(start), Some(end)) => {
-            let (start, end) = (
-                window_bound("window_start", start)?,
-                window_bound("window_end", end)?,
-            );
-            if start >= end {
-                return Err(ApiError::field("window_end", "must be after window_start"));
-            }
-            let row = s.store.get_mts_connector(id).await?;
-            let settings: MtsConnectorSettings =
-                serde_json::from_value(row.settings.0).map_err(ApiError::internal)?;
-            if settings.input_type != InputType::Odk {
-                return Err(ApiError::field("window_start", "only for ODK input"));
-            }
-            let selection = json!({"window": {"start": start, "end": end}});
-            return start_run(&s, &c, id, "manual", Some(selection), None).await;
-        }
-        (Some(_), None) => return Err(ApiError::field("window_end", "is required")),
-        (None, Some(_)) => return Err(ApiError::field("window_start", "is required")),
+    let selection = RunParts {
+        registrant_ids: req.registrant_ids,
+        filter: req.filter,
+        window_start: req.window_start,
+        window_end: req.window_end,
     }
-    match (req.registrant_ids, req.filter) {
-        (Some(_), Some(_)) => Err(ApiError::field(
-            "registrant_ids",
-            "give registrant_ids or filter, not both",
-        )),
-        (Some(ids), None) if ids.is_empty() || ids.len() > MAX_TARGETS => Err(ApiError::field(
-            "registrant_ids",
-            format!("between 1 and {MAX_TARGETS} ids"),
-        )),
-        (Some(ids), None) => {
-            let selection = json!({"registrants": ids.len()});
-            start_run(&s, &c, id, "manual", Some(selection), Some(&ids)).await
-        }
-        (None, Some(f)) => {
-            g2p_domain::filter::Domain::from_json(&f)
-                .map_err(|e| ApiError::field("filter", e.to_string()))?;
-            start_run(&s, &c, id, "manual", Some(json!({"filter": f})), None).await
-        }
-        (None, None) => start_run(&s, &c, id, "delta", None, None).await,
-    }
+    .selection()?;
+    Ok(accepted(
+        app::run(&s.store, &c.actor(), id, selection).await?,
+    ))
 }
 
 /// Starts the connector: a recurring one runs now and then every interval until stopped; a
@@ -365,27 +209,7 @@ pub async fn start(
     Path(id): Path<i64>,
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
     c.require_admin()?;
-    let row = s.store.get_mts_connector(id).await?;
-    let settings: MtsConnectorSettings =
-        serde_json::from_value(row.settings.0).map_err(ApiError::internal)?;
-    let started = start_run(&s, &c, id, "delta", None, None).await?;
-    if settings.job_type == JobType::Recurring {
-        s.store
-            .upsert_schedule(
-                &mts_schedule_name(id),
-                MTS_TICK_JOB,
-                json!({"connector_id": id}),
-                ScheduleSpec::EveryMinutes(settings.interval_minutes),
-            )
-            .await?;
-        s.store
-            .set_schedule_enabled(&mts_schedule_name(id), true)
-            .await?;
-        s.store
-            .set_mts_connector_state(id, "running", &c.actor())
-            .await?;
-    }
-    Ok(started)
+    Ok(accepted(app::start(&s.store, &c.actor(), id).await?))
 }
 
 /// Stops the connector: no more recurring runs, and a run in progress stops after its
@@ -399,14 +223,7 @@ pub async fn stop(
     Path(id): Path<i64>,
 ) -> Result<Json<MtsConnectorView>, ApiError> {
     c.require_admin()?;
-    s.store.get_mts_connector(id).await?;
-    s.store.delete_schedule(&mts_schedule_name(id)).await?;
-    s.store.stop_mts_runs(id).await?;
-    let row = s
-        .store
-        .set_mts_connector_state(id, "stopped", &c.actor())
-        .await?;
-    Ok(Json(view(row)?))
+    Ok(Json(view(app::stop(&s.store, &c.actor(), id).await?)))
 }
 
 #[utoipa::path(get, path = "/api/v1/mts/connectors/{id}/runs", tag = "mts", operation_id = "list_mts_runs",
@@ -417,7 +234,6 @@ pub async fn list_runs(
     Path(id): Path<i64>,
 ) -> Result<Json<Vec<RunView>>, ApiError> {
     c.require_read()?;
-    s.store.complete_mts_runs().await?;
     let mut out = Vec::new();
     for run in s.store.list_mts_runs(id, 50).await? {
         out.push(run_view(&s, run).await?);
@@ -434,7 +250,6 @@ pub async fn get_run(
     Path(id): Path<i64>,
 ) -> Result<Json<RunView>, ApiError> {
     c.require_read()?;
-    s.store.complete_mts_runs().await?;
     let run = s.store.get_mts_run(id).await?;
     Ok(Json(run_view(&s, run).await?))
 }
@@ -510,9 +325,7 @@ pub async fn retry_failed(
     Path(id): Path<i64>,
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
     c.require_admin()?;
-    s.store.get_mts_connector(id).await?;
-    s.store.reset_mts_failures(id).await?;
-    start_run(&s, &c, id, "retry", None, None).await
+    Ok(accepted(app::retry_failed(&s.store, &c.actor(), id).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/mts/duplicates", tag = "mts", operation_id = "list_mts_duplicates",
@@ -522,160 +335,65 @@ pub async fn duplicates(
     c: Caller,
 ) -> Result<Json<Vec<MtsDuplicate>>, ApiError> {
     c.require_read()?;
-    let mut types: Vec<String> = Vec::new();
-    for row in s.store.list_mts_connectors().await? {
-        if let Ok(st) = serde_json::from_value::<MtsConnectorSettings>(row.settings.0)
-            && !types.contains(&st.token_id_type)
-        {
-            types.push(st.token_id_type);
-        }
-    }
-    let mut out = Vec::new();
-    for t in types {
-        out.extend(s.store.mts_possible_duplicates(&t, 500).await?);
-    }
-    Ok(Json(out))
+    Ok(Json(g2p_app::mts::duplicates(&s.store).await?))
 }
 
 // ---------------------------------------------------------------------------- the receiver
 
-/// Whether the request carries this connector's credentials: `Authorization: Bearer <secret>`
-/// for `staticBearer`, a live `session_id` cookie of this connector for `odoo`.
-async fn callback_authenticated(
-    s: &AppState,
-    row: &MtsConnectorRow,
-    settings: &MtsConnectorSettings,
-    headers: &HeaderMap,
-) -> Result<bool, ApiError> {
-    match settings.callback_auth_type {
-        CallbackAuthType::StaticBearer => {
-            let Some(given) = headers
-                .get(axum::http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-            else {
-                return Ok(false);
-            };
-            let Some(sealed) = &row.callback_secret else {
-                return Ok(false);
-            };
-            let secret = s
-                .secrets
-                .open(CALLBACK_SECRET_CONTEXT, sealed)
-                .map_err(ApiError::internal)?;
-            Ok(bool::from(
-                given.as_bytes().ct_eq(secret.expose_secret().as_bytes()),
-            ))
+/// The connector a callback is for, authenticated from the request's head alone: an unknown
+/// connector or wrong credentials are refused before a byte of the body is read.
+pub struct CallbackConnector(pub Connector);
+
+impl FromRequestParts<AppState> for CallbackConnector {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
+        let Path(id) = Path::<i64>::from_request_parts(parts, s)
+            .await
+            .map_err(|_| ApiError::Unauthorized)?;
+        let bearer = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let session = crate::odoo::session_cookie(&parts.headers);
+        let credentials = match (bearer, session.as_deref()) {
+            (Some(b), _) => Credentials::Bearer(b),
+            (None, Some(token)) => Credentials::OdooSession(token),
+            (None, None) => Credentials::None,
+        };
+        match g2p_app::mts::callbacks::authenticate(&s.store, &s.secrets, id, credentials).await? {
+            Some(c) => Ok(CallbackConnector(c)),
+            None => Err(ApiError::Unauthorized),
         }
-        CallbackAuthType::Odoo => match crate::odoo::session_cookie(headers) {
-            Some(token) => Ok(s.store.mts_callback_session_allows(&token, row.id).await?),
-            None => Ok(false),
-        },
     }
-}
-
-/// Parses every item of a callback; any unreadable item refuses the call, naming each.
-pub(crate) fn parse_items<T>(
-    list: &[Value],
-    parse: impl Fn(usize, &Value, &mut g2p_domain::FieldErrors) -> Option<T>,
-) -> Result<Vec<T>, ApiError> {
-    let mut errors = g2p_domain::FieldErrors::new();
-    let items: Vec<T> = list
-        .iter()
-        .enumerate()
-        .filter_map(|(i, v)| parse(i, v, &mut errors))
-        .collect();
-    if errors.is_empty() {
-        Ok(items)
-    } else {
-        Err(ApiError::Validation(errors))
-    }
-}
-
-fn parse_item(
-    i: usize,
-    v: &Value,
-    errors: &mut g2p_domain::FieldErrors,
-) -> Option<MtsCallbackItem> {
-    let Some(obj) = v.as_object() else {
-        errors.add(format!("[{i}]"), "must be an object");
-        return None;
-    };
-    let text = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_owned);
-    let reference = text("ref");
-    let status = text("status");
-    if reference.as_deref().is_none_or(str::is_empty) {
-        errors.add(
-            format!("[{i}].ref"),
-            "required: the output format must return .input.ref",
-        );
-    }
-    if status.as_deref().is_none_or(str::is_empty) {
-        errors.add(
-            format!("[{i}].status"),
-            "required: the output format must return .output.status",
-        );
-    }
-    let extra = obj
-        .iter()
-        .filter(|(k, _)| !CALLBACK_KEYS.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    Some(MtsCallbackItem {
-        reference: reference.unwrap_or_default(),
-        status: status.unwrap_or_default(),
-        token: text("token"),
-        error_code: text("errorCode"),
-        error_message: text("errorMessage"),
-        extra,
-    })
 }
 
 /// Results from MTS: one record (object) or many (array, `callInBulk`). Applied in one
 /// transaction; replays change nothing; an unknown reference refuses the whole call (422).
+/// The body may be at most the connector's limit (413 above), read only once authenticated.
 #[utoipa::path(post, path = "/api/v1/mts/callbacks/{id}", tag = "mts", operation_id = "mts_callback",
     params(("id" = i64, Path)), request_body = Object, security(()),
-    responses((status = 200, body = MtsCallbackReport), (status = 401, body = ErrorBody),
+    responses((status = 200, body = MtsCallbackReport), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 pub async fn callback(
     State(s): State<AppState>,
-    Path(id): Path<i64>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    CallbackConnector(c): CallbackConnector,
+    body: axum::body::Body,
 ) -> Result<axum::response::Response, ApiError> {
-    // Unknown connector and wrong credentials answer alike: no probing for connector ids.
-    let row = match s.store.get_mts_connector(id).await {
-        Ok(r) => r,
-        Err(g2p_store::StoreError::NotFound { .. }) => return Err(ApiError::Unauthorized),
-        Err(e) => return Err(e.into()),
-    };
-    let settings: MtsConnectorSettings =
-        serde_json::from_value(row.settings.0.clone()).map_err(ApiError::internal)?;
-    if !callback_authenticated(&s, &row, &settings, &headers).await? {
-        return Err(ApiError::Unauthorized);
-    }
-    let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest {
+    let limit = g2p_app::mts::callbacks::body_limit(&c);
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|e| crate::error::body_error(&e, limit))?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest {
         code: "malformed_json",
         message: format!("the body is not JSON: {e}"),
     })?;
-    let list = match value {
-        Value::Array(a) => a,
-        other => vec![other],
-    };
-    if settings.input_type == InputType::Odk {
-        return Ok(crate::api::mts_odk::receive(&s, &row, &settings, &list)
-            .await?
-            .into_response());
-    }
-    let items: Vec<MtsCallbackItem> = parse_items(&list, parse_item)?;
-    let policy = MtsCallbackPolicy {
-        connector_id: row.id,
-        vid_id_type: &settings.vid_id_type,
-        token_id_type: &settings.token_id_type,
-        remove_vid: settings.remove_vid,
-        max_attempts: i64::from(settings.failed_retry.max_attempts),
-        backoff_minutes: i64::from(settings.failed_retry.backoff_minutes),
-    };
-    let actor = Actor::system(&format!("mts-callback:{}", row.id));
-    Ok(Json(s.store.apply_mts_callbacks(&policy, &items, &actor).await?).into_response())
+    Ok(
+        match g2p_app::mts::callbacks::receive(&s.store, &c, value).await? {
+            Received::Registry(report) => Json(report).into_response(),
+            Received::Odk(report) => Json(report).into_response(),
+        },
+    )
 }

@@ -18,11 +18,7 @@ static VERSION: LazyLock<String> = LazyLock::new(|| {
     let mut h = Sha256::new();
     h.update(HTMX_JS);
     h.update(CONSOLE_CSS);
-    h.finalize()
-        .iter()
-        .take(6)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&h.finalize()[..6])
 });
 
 /// Short hash of all assets, appended to their URLs so a new build is fetched afresh.

@@ -239,6 +239,12 @@ impl From<ApiError> for ConsoleError {
     }
 }
 
+impl From<g2p_app::AppError> for ConsoleError {
+    fn from(e: g2p_app::AppError) -> Self {
+        ConsoleError::Api(e.into())
+    }
+}
+
 impl From<StoreError> for ConsoleError {
     fn from(e: StoreError) -> Self {
         ConsoleError::Api(e.into())

@@ -5,14 +5,13 @@
 //! watermark, each run's window and outcome counts, a manual window form, and its submissions
 //! (filtered by outcome, in keyset pages, possible duplicates linked to their registrant).
 //!
-//! Every change goes through the JSON API's own handlers in [`crate::api::mts`] (called as
-//! functions, with the console user as the caller), so that the console and the API validate,
-//! seal secrets, audit and queue jobs identically. Secrets are never rendered: the page says
+//! Every change goes through the same use cases as the JSON API (`g2p_app::mts::connectors`,
+//! with the console user as the actor), so that the console and the API validate, seal
+//! secrets, audit and queue jobs identically. Pages only read; no refresh writes. Secrets are never rendered: the page says
 //! only whether one is set, and an empty password field keeps the stored one.
 
 use askama::Template;
 use axum::Form;
-use axum::Json;
 use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::header::{HOST, ORIGIN};
@@ -29,11 +28,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ConsoleError, ConsoleUser, Layout, format_time, mask, render};
-use crate::api::ApiJson;
-use crate::api::mts::{self as api, FailureQuery, MtsConnectorView, SubmissionQuery};
-use crate::auth::Caller;
+use crate::api::mts::{self as api, MtsConnectorView};
 use crate::error::ApiError;
 use crate::state::AppState;
+use g2p_app::mts::connectors::{self as app, RunParts};
 
 /// Runs shown on a connector page, newest first.
 const RUNS_SHOWN: i64 = 20;
@@ -42,17 +40,6 @@ const FAILURES_SHOWN: i64 = 100;
 const DUPLICATES_SHOWN: i64 = 100;
 /// Submissions of an ODK connector shown per page.
 const SUBMISSIONS_PAGE: i64 = 50;
-
-/// The console user as the API's caller, so that the API handlers can be called directly.
-fn caller(user: &ConsoleUser) -> Caller {
-    Caller {
-        key_id: user.key_id.clone(),
-        name: user.name.clone(),
-        role: user.role,
-        request_id: crate::REQUEST_ID.try_with(Clone::clone).ok(),
-        via_session: true,
-    }
-}
 
 fn connector_id(id: Result<Path<i64>, PathRejection>) -> Result<i64, ConsoleError> {
     id.map(|Path(id)| id)
@@ -900,23 +887,20 @@ impl SubmissionsView {
 
 async fn submissions_view(
     state: &AppState,
-    user: &ConsoleUser,
     id: i64,
     filter: SubmissionFilter,
 ) -> Result<SubmissionsView, ConsoleError> {
     // One more than a page, to know whether there is a next one.
-    let Json(mut rows) = api::submissions(
-        State(state.clone()),
-        caller(user),
-        Path(id),
-        Query(SubmissionQuery {
-            outcome: (!filter.outcome.is_empty()).then(|| filter.outcome.clone()),
-            run_id: None,
-            after: (!filter.after.is_empty()).then(|| filter.after.clone()),
-            limit: Some(SUBMISSIONS_PAGE + 1),
-        }),
-    )
-    .await?;
+    let mut rows = state
+        .store
+        .list_odk_submissions(
+            id,
+            (!filter.outcome.is_empty()).then_some(filter.outcome.as_str()),
+            None,
+            &filter.after,
+            SUBMISSIONS_PAGE + 1,
+        )
+        .await?;
     let next_after = if rows.len() as i64 > SUBMISSIONS_PAGE {
         rows.truncate(usize::try_from(SUBMISSIONS_PAGE).unwrap_or(usize::MAX));
         rows.last().map(|r| r.instance_id.clone())
@@ -948,23 +932,14 @@ async fn activity(
     let id = c.id;
     let is_odk = c.settings.input_type == InputType::Odk;
     let token_id_type = c.settings.token_id_type.as_str();
-    // As the API's run list does: runs with nothing owed any more become completed.
-    state.store.complete_mts_runs().await?;
     let mut runs = Vec::new();
     for run in state.store.list_mts_runs(id, RUNS_SHOWN).await? {
         runs.push(load_run_row(state, run, is_odk).await?);
     }
-    let Json(failures) = api::failures(
-        State(state.clone()),
-        caller(user),
-        Path(id),
-        Query(FailureQuery {
-            run_id: None,
-            after: None,
-            limit: Some(FAILURES_SHOWN),
-        }),
-    )
-    .await?;
+    let failures = state
+        .store
+        .list_mts_failures(id, None, 0, FAILURES_SHOWN)
+        .await?;
     let failures_truncated = failures.len() as i64 >= FAILURES_SHOWN;
     let failures = failures
         .into_iter()
@@ -994,7 +969,7 @@ async fn activity(
     let odk = if is_odk {
         Some(OdkActivity {
             watermark: c.watermark.as_ref().map(format_instant).unwrap_or_default(),
-            submissions: submissions_view(state, user, id, filter).await?,
+            submissions: submissions_view(state, id, filter).await?,
         })
     } else {
         None
@@ -1038,8 +1013,11 @@ async fn list_page(
     form: &ConnectorForm,
     errors: &FieldErrors,
 ) -> Result<Response, ConsoleError> {
-    let Json(views) = api::list(State(state.clone()), caller(user)).await?;
-    state.store.complete_mts_runs().await?;
+    let views: Vec<MtsConnectorView> = app::list(&state.store)
+        .await?
+        .into_iter()
+        .map(api::view)
+        .collect();
     let mut rows = Vec::new();
     for v in views {
         let is_odk = v.settings.input_type == InputType::Odk;
@@ -1115,28 +1093,30 @@ pub async fn create(
         )
         .await;
     }
-    let created = api::create(State(state.clone()), caller(&user), ApiJson(input)).await;
-    let view = match created {
-        Ok((_, Json(view))) => view,
+    // An empty callback URL becomes this registry's receiver of the new connector, whose id
+    // is known only inside the create's transaction.
+    let receiver = origin
+        .filter(|_| default_callback)
+        .map(|o| move |id: i64| receiver_url(&o, id));
+    let receiver_fn = receiver
+        .as_ref()
+        .map(|r| r as &(dyn Fn(i64) -> String + Sync));
+    let created = app::create(
+        &state.store,
+        &state.secrets,
+        &user.actor(),
+        input,
+        receiver_fn,
+    )
+    .await;
+    let c = match created {
+        Ok(c) => c,
         Err(e) => {
-            let (status, errors) = form_failure(e)?;
+            let (status, errors) = form_failure(e.into())?;
             return list_page(&state, &user, status, &form, &errors).await;
         }
     };
-    if default_callback && let Some(origin) = origin {
-        let input = MtsConnectorInput {
-            callback_url: Some(receiver_url(&origin, view.id)),
-            ..MtsConnectorInput::default()
-        };
-        let Json(_) = api::update(
-            State(state.clone()),
-            caller(&user),
-            Path(view.id),
-            ApiJson(input),
-        )
-        .await?;
-    }
-    Ok(Redirect::to(&format!("/mts/{}?done=created", view.id)).into_response())
+    Ok(Redirect::to(&format!("/mts/{}?done=created", c.id())).into_response())
 }
 
 // ------------------------------------------------------------------ one connector
@@ -1212,7 +1192,7 @@ async fn connector_page(
     id: i64,
     shown: Shown,
 ) -> Result<Response, ConsoleError> {
-    let Json(c) = api::get_one(State(state.clone()), caller(user), Path(id)).await?;
+    let c = api::view(app::get(&state.store, id).await?);
     let (form, errors) = match shown.form {
         Some(f) => f,
         None => (
@@ -1333,7 +1313,7 @@ pub async fn activity_fragment(
         Ok(Query(f)) => f.parse()?,
         Err(_) => SubmissionFilter::default(),
     };
-    let Json(c) = api::get_one(State(state.clone()), caller(&user), Path(id)).await?;
+    let c = api::view(app::get(&state.store, id).await?);
     let activity = activity(&state, &user, &c, filter).await?;
     Ok(render(StatusCode::OK, &ActivityFragment { activity }))
 }
@@ -1350,7 +1330,7 @@ pub async fn update(
     user.require_admin()?;
     let id = connector_id(id)?;
     let Form(form) = form.map_err(bad_form)?;
-    let Json(current) = api::get_one(State(state.clone()), caller(&user), Path(id)).await?;
+    let current = api::view(app::get(&state.store, id).await?);
     let origin = request_origin(&headers, state.settings.secure_cookies);
     let (input, mut pre) = form.to_input(origin.as_deref().map(|o| receiver_url(o, id)));
     // The input's own check of the ODK password applies on create only; here the stored
@@ -1360,14 +1340,10 @@ pub async fn update(
         pre.add("odk_password", "is required for ODK input");
     }
     let result = if pre.is_empty() {
-        api::update(
-            State(state.clone()),
-            caller(&user),
-            Path(id),
-            ApiJson(input),
-        )
-        .await
-        .map(|_| ())
+        app::update(&state.store, &state.secrets, &user.actor(), id, input)
+            .await
+            .map(|_| ())
+            .map_err(ApiError::from)
     } else {
         let parsed = input
             .parse(Some((&current.name, &current.settings)))
@@ -1436,7 +1412,9 @@ pub async fn start(
 ) -> Result<Response, ConsoleError> {
     user.require_admin()?;
     let id = connector_id(id)?;
-    let result = api::start(State(state.clone()), caller(&user), Path(id)).await;
+    let result = app::start(&state.store, &user.actor(), id)
+        .await
+        .map_err(ApiError::from);
     after_action(&state, &user, id, result, "started").await
 }
 
@@ -1448,7 +1426,9 @@ pub async fn stop(
 ) -> Result<Response, ConsoleError> {
     user.require_admin()?;
     let id = connector_id(id)?;
-    let result = api::stop(State(state.clone()), caller(&user), Path(id)).await;
+    let result = app::stop(&state.store, &user.actor(), id)
+        .await
+        .map_err(ApiError::from);
     after_action(&state, &user, id, result, "stopped").await
 }
 
@@ -1460,7 +1440,9 @@ pub async fn retry(
 ) -> Result<Response, ConsoleError> {
     user.require_admin()?;
     let id = connector_id(id)?;
-    let result = api::retry_failed(State(state.clone()), caller(&user), Path(id)).await;
+    let result = app::retry_failed(&state.store, &user.actor(), id)
+        .await
+        .map_err(ApiError::from);
     after_action(&state, &user, id, result, "retry").await
 }
 
@@ -1546,31 +1528,21 @@ pub async fn run(
     let importing = !form.import.is_empty();
     let windowing = !form.window.is_empty();
     let mut errors = FieldErrors::new();
-    let mut body = serde_json::Map::new();
+    let mut parts = RunParts::default();
     if windowing {
-        // Both bounds go to the API as typed (once readable): it checks their order and
+        // Both bounds go to the use case as typed (once readable): it checks their order and
         // that the connector reads ODK, as for any client.
-        for (field, text) in [
-            ("window_start", &form.window_start),
-            ("window_end", &form.window_end),
-        ] {
-            if let Some(bound) = window_bound(field, text, &mut errors) {
-                body.insert(field.into(), json!(bound));
-            }
-        }
+        parts.window_start = window_bound("window_start", &form.window_start, &mut errors);
+        parts.window_end = window_bound("window_end", &form.window_end, &mut errors);
     } else if importing {
-        if let Some(ids) = parse_ids(&form.registrant_ids, &mut errors) {
-            body.insert("registrant_ids".into(), json!(ids));
-        }
+        parts.registrant_ids = parse_ids(&form.registrant_ids, &mut errors);
         if !form.filter.trim().is_empty() {
             match serde_json::from_str::<Value>(&form.filter) {
-                Ok(f) => {
-                    body.insert("filter".into(), f);
-                }
+                Ok(f) => parts.filter = Some(f),
                 Err(e) => errors.add("filter", format!("is not valid JSON: {e}")),
             }
         }
-        if errors.is_empty() && body.is_empty() {
+        if errors.is_empty() && parts.registrant_ids.is_none() && parts.filter.is_none() {
             errors.add(
                 "registrant_ids",
                 "give registrant ids or a filter (use Run now for the delta)",
@@ -1578,20 +1550,12 @@ pub async fn run(
         }
     }
     let result = if errors.is_empty() {
-        let bytes = if body.is_empty() {
-            axum::body::Bytes::new()
-        } else {
-            axum::body::Bytes::from(Value::Object(body).to_string())
-        };
-        // A JSON body (or none): the API reads it as JSON unless it is labelled text/csv.
-        api::run_now(
-            State(state.clone()),
-            caller(&user),
-            Path(id),
-            HeaderMap::new(),
-            bytes,
-        )
-        .await
+        match parts.selection() {
+            Ok(selection) => app::run(&state.store, &user.actor(), id, selection)
+                .await
+                .map_err(ApiError::from),
+            Err(e) => Err(ApiError::from(e)),
+        }
     } else {
         Err(ApiError::Validation(errors))
     };
