@@ -5,6 +5,7 @@
 pub mod error;
 pub mod filter;
 pub mod mts_connector;
+pub mod mts_run;
 pub mod registrant;
 pub mod role;
 
@@ -13,5 +14,6 @@ pub use mts_connector::{
     CallbackAuthType, CallbackHttpMethod, FailedRetry, InputType, JobType, MtsConnectorInput,
     MtsConnectorSecrets, MtsConnectorSettings,
 };
+pub use mts_run::{ConnectorState, RunKind, RunStatus};
 pub use registrant::*;
 pub use role::Role;

@@ -35,7 +35,7 @@ use g2p_store::Store;
 use g2p_store::audit::Actor;
 use g2p_store::db::ConnectOptions;
 use g2p_store::import::{ImportFormat, ImportOptions};
-use g2p_store::mts::{MtsSelection, run_status};
+use g2p_store::mts::{MtsSelection, RunKind, RunStatus};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -912,9 +912,9 @@ async fn run_e2e(
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let r = store.get_mts_run(run_id).await?;
-        match r.status.as_str() {
-            run_status::COMPLETED => break,
-            run_status::FAILED | run_status::STOPPED => bail!(
+        match r.status {
+            RunStatus::Completed => break,
+            RunStatus::Failed | RunStatus::Stopped => bail!(
                 "run {run_id} ended {}: {}",
                 r.status,
                 r.error.unwrap_or_default()
@@ -1110,10 +1110,10 @@ async fn claim_all(
     total: u64,
 ) -> anyhow::Result<Vec<Sent>> {
     let run = store
-        .create_mts_run(connector, "delta", None, None, "bench")
+        .create_mts_run(connector, RunKind::Delta, None, None, "bench")
         .await?;
     store
-        .set_mts_run_status(run.id, run_status::RUNNING, None)
+        .set_mts_run_status(run.id, RunStatus::Running, None)
         .await?;
     let filter = Domain::from_json(&json!([]))?;
     let sel = MtsSelection {
@@ -1157,7 +1157,7 @@ async fn claim_all(
         }
     }
     store
-        .set_mts_run_status(run.id, run_status::SUBMITTED, None)
+        .set_mts_run_status(run.id, RunStatus::Submitted, None)
         .await?;
     // What autovacuum does within a minute or so in a live registry. Without it the planner
     // still takes the table for empty (as it was when the seed was analysed), and may match

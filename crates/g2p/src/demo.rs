@@ -20,7 +20,7 @@ use g2p_domain::{
 use g2p_sim::mts::{MockAuthenticator, MtsConfig, MtsService};
 use g2p_store::Store;
 use g2p_store::audit::Actor;
-use g2p_store::mts::run_status;
+use g2p_store::mts::RunStatus;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -295,7 +295,7 @@ pub struct DemoReport {
     pub failed: BTreeMap<String, i64>,
     /// Tokens shared by more than one registrant.
     pub possible_duplicates: usize,
-    pub run_status: String,
+    pub run_status: RunStatus,
     /// From queueing the run to its end (or to the timeout).
     pub seconds: f64,
     /// The ODK import through the ODK MTS connector.
@@ -309,7 +309,7 @@ impl DemoReport {
 
     /// Why the run does not count as a success, if it does not.
     pub fn problem(&self) -> Option<String> {
-        if self.run_status != run_status::COMPLETED {
+        if self.run_status != RunStatus::Completed {
             return Some(format!(
                 "the tokenisation run did not complete (status {})",
                 self.run_status
@@ -618,10 +618,7 @@ pub(crate) async fn wait_run_end(
 ) -> anyhow::Result<g2p_store::mts::MtsRun> {
     loop {
         let run = store.get_mts_run(run_id).await?;
-        let ended = matches!(
-            run.status.as_str(),
-            run_status::COMPLETED | run_status::FAILED | run_status::STOPPED
-        );
+        let ended = run.status.is_final();
         if ended || started.elapsed() >= timeout {
             return Ok(run);
         }
@@ -658,7 +655,7 @@ async fn report(
         }
     }
     let row = store.get_mts_connector(connector).await?;
-    let settings: MtsConnectorSettings = serde_json::from_value(row.settings.0)?;
+    let settings: MtsConnectorSettings = row.settings.0;
     let possible_duplicates = store
         .mts_possible_duplicates(&settings.token_id_type, 500)
         .await?

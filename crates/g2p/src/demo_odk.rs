@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use g2p_domain::mts_connector::MtsConnectorInput;
 use g2p_sim::odk::{DEFAULT_EMAIL, DEFAULT_PASSWORD, OdkSim, REGISTRATION_FORM};
 use g2p_store::Store;
-use g2p_store::mts::run_status;
+use g2p_store::mts::RunStatus;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -134,12 +134,12 @@ pub struct OdkDemoReport {
     pub tokenised: i64,
     pub failed: i64,
     pub possible_duplicates: i64,
-    pub run_status: String,
+    pub run_status: RunStatus,
 }
 
 impl OdkDemoReport {
     pub fn problem(&self) -> Option<String> {
-        if self.run_status != run_status::COMPLETED {
+        if self.run_status != RunStatus::Completed {
             return Some(format!(
                 "the ODK import did not complete (status {})",
                 self.run_status

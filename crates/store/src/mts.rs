@@ -12,6 +12,7 @@
 use chrono::{DateTime, Duration, Utc};
 use g2p_domain::Registrant;
 use g2p_domain::filter::Domain;
+use g2p_domain::mts_connector::MtsConnectorSettings;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sqlx::types::Json;
@@ -19,7 +20,7 @@ use sqlx::types::Json;
 use crate::audit::Actor;
 use crate::error::{Result, StoreError};
 use crate::registry::{REGISTRANT_COLUMNS, RegistrantRow};
-use crate::{Backend, SqlValue, Store, audit_insert, bind_values, with_db};
+use crate::{SqlValue, Store, audit_insert, bind_values, with_db};
 
 /// Job kind of a run; payload `{"run_id": <id>}`.
 pub const MTS_RUN_JOB: &str = "mts.run";
@@ -40,27 +41,20 @@ pub mod state {
     pub const FAILED: &str = "failed";
 }
 
-/// Run statuses.
-pub mod run_status {
-    pub const QUEUED: &str = "queued";
-    pub const RUNNING: &str = "running";
-    /// Everything selected was handed to MTS; callbacks are owed.
-    pub const SUBMITTED: &str = "submitted";
-    pub const COMPLETED: &str = "completed";
-    pub const FAILED: &str = "failed";
-    pub const STOPPED: &str = "stopped";
-}
+/// Run statuses: [`RunStatus`] (re-exported for callers of this module).
+pub use g2p_domain::mts_run::{ConnectorState, RunKind, RunStatus};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct MtsConnectorRow {
     pub id: i64,
     pub name: String,
-    pub settings: Json<Value>,
+    pub settings: Json<MtsConnectorSettings>,
     #[serde(skip)]
     pub callback_secret: Option<String>,
     #[serde(skip)]
     pub odk_secret: Option<String>,
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: ConnectorState,
     pub watermark: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -74,9 +68,10 @@ const CONNECTOR_COLUMNS: &str = "id, name, settings, callback_secret, odk_secret
 pub struct MtsRun {
     pub id: i64,
     pub connector_id: i64,
-    /// `delta`, `manual` or `retry`.
-    pub kind: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub kind: RunKind,
+    #[sqlx(try_from = "String")]
+    pub status: RunStatus,
     #[schema(value_type = Option<Object>)]
     pub selection: Option<Json<Value>>,
     pub error: Option<String>,
@@ -234,8 +229,8 @@ impl Store {
     pub async fn create_mts_connector(
         &self,
         name: &str,
-        settings: &Value,
-        settings_for_id: impl FnOnce(i64) -> Option<Value>,
+        settings: &MtsConnectorSettings,
+        settings_for_id: impl FnOnce(i64) -> Option<MtsConnectorSettings>,
         callback_secret: Option<String>,
         odk_secret: Option<String>,
         actor: &Actor,
@@ -266,7 +261,7 @@ impl Store {
                     .fetch_one(&mut *tx)
                     .await?;
             }
-            let after = serde_json::json!({"name": name, "settings": row.settings.0});
+            let after = serde_json::json!({"name": name, "settings": &row.settings.0});
             audit_insert!(&mut *tx, actor, "create", "mts_connector", Some(row.id),
                 None::<i64>, None::<Value>, Some(after))?;
             tx.commit().await?;
@@ -279,7 +274,7 @@ impl Store {
         &self,
         id: i64,
         name: &str,
-        settings: &Value,
+        settings: &MtsConnectorSettings,
         callback_secret: Option<String>,
         odk_secret: Option<String>,
         actor: &Actor,
@@ -303,7 +298,7 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?
                 .ok_or(StoreError::not_found("connector"))?;
-            let b = serde_json::json!({"name": before.name, "settings": before.settings.0});
+            let b = serde_json::json!({"name": before.name, "settings": &before.settings.0});
             let a = serde_json::json!({"name": name, "settings": settings,
                 "callback_secret_changed": callback_secret.is_some(),
                 "odk_secret_changed": odk_secret.is_some()});
@@ -329,11 +324,11 @@ impl Store {
         }))
     }
 
-    /// `running` or `stopped`.
+    /// Sets the state alone (operators start and stop through `mts_lifecycle`).
     pub async fn set_mts_connector_state(
         &self,
         id: i64,
-        new_state: &str,
+        new_state: ConnectorState,
         actor: &Actor,
     ) -> Result<MtsConnectorRow> {
         let sql = format!(
@@ -344,12 +339,12 @@ impl Store {
             let mut tx = p.begin().await?;
             let row: MtsConnectorRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(id)
-                .bind(new_state)
+                .bind(new_state.as_str())
                 .bind(Utc::now())
                 .fetch_optional(&mut *tx)
                 .await?
                 .ok_or(StoreError::not_found("connector"))?;
-            audit_insert!(&mut *tx, actor, new_state, "mts_connector", Some(id),
+            audit_insert!(&mut *tx, actor, new_state.as_str(), "mts_connector", Some(id),
                 None::<i64>, None::<Value>, None::<Value>)?;
             tx.commit().await?;
             Ok(row)
@@ -358,68 +353,31 @@ impl Store {
 
     // ------------------------------------------------------------------ runs
 
-    /// Queues a run. At most one run of a connector is queued or running at a time.
-    /// `targets`: a manual import's registrant ids (stored with the run, not in `selection`).
+    /// Inserts a run WITHOUT the job that sends it, for tests and benchmarks that drive runs
+    /// themselves; everything else queues runs with `queue_mts_run` (`mts_lifecycle`). At
+    /// most one run of a connector is queued or running at a time (else `Conflict`).
     pub async fn create_mts_run(
         &self,
         connector_id: i64,
-        kind: &str,
+        kind: RunKind,
         selection: Option<&Value>,
         targets: Option<&[i64]>,
         created_by: &str,
     ) -> Result<MtsRun> {
-        const ACTIVE: &str = "SELECT id FROM mts_runs WHERE connector_id = $1 \
-            AND status IN ('queued', 'running')";
-        let sql = format!(
-            "INSERT INTO mts_runs (connector_id, kind, status, selection, created_by, \
-             created_at) VALUES ($1, $2, 'queued', $3, $4, $5) RETURNING {RUN_COLUMNS}"
-        );
-        with_db!(self, write, p => {
-            let mut tx = p.begin().await?;
-            // PostgreSQL: two nodes queueing at once serialise on the connector row.
-            if self.backend() == Backend::Postgres {
-                sqlx::query("SELECT id FROM mts_connectors WHERE id = $1 FOR UPDATE")
-                    .bind(connector_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            let active: Option<(i64,)> =
-                sqlx::query_as(ACTIVE).bind(connector_id).fetch_optional(&mut *tx).await?;
-            if let Some((id,)) = active {
-                return Err(StoreError::Conflict {
-                    field: "run".into(),
-                    message: format!("run {id} of this connector has not finished"),
-                });
-            }
-            let run: MtsRun = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(connector_id)
-                .bind(kind)
-                .bind(selection.map(Json))
-                .bind(created_by)
-                .bind(Utc::now())
-                .fetch_one(&mut *tx)
-                .await?;
-            if let Some(ids) = targets {
-                let mut ids = ids.to_vec();
-                ids.sort_unstable();
-                ids.dedup();
-                for part in ids.chunks(500) {
-                    let rows: Vec<String> =
-                        (0..part.len()).map(|i| format!("($1, ${})", i + 2)).collect();
-                    let sql = format!(
-                        "INSERT INTO mts_run_targets (run_id, registrant_id) VALUES {}",
-                        rows.join(", ")
-                    );
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(run.id);
-                    for id in part {
-                        q = q.bind(*id);
-                    }
-                    q.execute(&mut *tx).await?;
-                }
-            }
-            tx.commit().await?;
-            Ok(run)
-        })
+        let new = crate::mts_lifecycle::NewMtsRun {
+            connector_id,
+            kind,
+            selection,
+            targets,
+            created_by,
+        };
+        match self.insert_mts_run(&new, false).await? {
+            crate::mts_lifecycle::RunQueued::Created(run) => Ok(*run),
+            crate::mts_lifecycle::RunQueued::AlreadyActive(id) => Err(StoreError::Conflict {
+                field: "run".into(),
+                message: format!("run {id} of this connector has not finished"),
+            }),
+        }
     }
 
     pub async fn get_mts_run(&self, id: i64) -> Result<MtsRun> {
@@ -428,17 +386,6 @@ impl Store {
             sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(p).await?
         });
         row.ok_or(StoreError::not_found("run"))
-    }
-
-    /// Stops a connector's queued and running runs (a running one stops after its current
-    /// chunk). Returns how many.
-    pub async fn stop_mts_runs(&self, connector_id: i64) -> Result<u64> {
-        const SQL: &str = "UPDATE mts_runs SET status = 'stopped', finished_at = $2 \
-            WHERE connector_id = $1 AND status IN ('queued', 'running')";
-        Ok(with_db!(self, write, p => {
-            sqlx::query(SQL).bind(connector_id).bind(Utc::now()).execute(p).await?
-                .rows_affected()
-        }))
     }
 
     /// Newest first.
@@ -457,7 +404,7 @@ impl Store {
     pub async fn set_mts_run_status(
         &self,
         id: i64,
-        status: &str,
+        status: RunStatus,
         error: Option<&str>,
     ) -> Result<()> {
         const SQL: &str = "UPDATE mts_runs SET status = $2, error = $3, \
@@ -467,7 +414,7 @@ impl Store {
                 ELSE finished_at END \
             WHERE id = $1";
         with_db!(self, write, p => {
-            sqlx::query(SQL).bind(id).bind(status).bind(error).bind(Utc::now())
+            sqlx::query(SQL).bind(id).bind(status.as_str()).bind(error).bind(Utc::now())
                 .execute(p).await?;
         });
         Ok(())

@@ -14,7 +14,9 @@ use crate::audit::Actor;
 use crate::error::{Result, StoreError};
 use crate::jobs::ENQUEUE_SQL;
 use crate::jobs::schedules::{ScheduleSpec, UPSERT_SQL};
-use crate::mts::{MTS_RUN_JOB, MTS_TICK_JOB, MtsConnectorRow, MtsRun, mts_schedule_name};
+use crate::mts::{
+    ConnectorState, MTS_RUN_JOB, MTS_TICK_JOB, MtsConnectorRow, MtsRun, RunKind, mts_schedule_name,
+};
 use crate::{Backend, Store, audit_insert, with_db};
 
 /// Attempts of a run's job: a run resumes from its cursor, so retries are cheap.
@@ -24,8 +26,7 @@ pub const MTS_RUN_JOB_ATTEMPTS: i32 = 8;
 #[derive(Debug, Clone)]
 pub struct NewMtsRun<'a> {
     pub connector_id: i64,
-    /// `delta`, `manual` or `retry`.
-    pub kind: &'a str,
+    pub kind: RunKind,
     pub selection: Option<&'a Value>,
     /// A manual import's registrant ids (stored with the run, not in `selection`).
     pub targets: Option<&'a [i64]>,
@@ -59,10 +60,13 @@ const CONNECTOR_STATE_SQL: &str = "UPDATE mts_connectors SET state = $2, updated
     WHERE id = $1 RETURNING id, name, settings, callback_secret, odk_secret, state, watermark, \
     created_at, updated_at, version";
 
-/// Queues `run` and its job inside the open transaction `$tx`; evaluates to
-/// `Result<RunQueued>`. A macro because the body is compiled once per backend.
+/// Queues `run` (and its job, when `$with_job`) inside the open transaction `$tx`; evaluates
+/// to `Result<RunQueued>`. A macro because the body is compiled once per backend.
 macro_rules! queue_run_in_tx {
     ($store:expr, $tx:expr, $run:expr) => {
+        queue_run_in_tx!($store, $tx, $run, true)
+    };
+    ($store:expr, $tx:expr, $run:expr, $with_job:expr) => {
         async {
             let run: &NewMtsRun<'_> = $run;
             // PostgreSQL: two nodes queueing at once serialise on the connector row.
@@ -90,7 +94,7 @@ macro_rules! queue_run_in_tx {
             let now = Utc::now();
             let created: MtsRun = sqlx::query_as(INSERT_RUN_SQL)
                 .bind(run.connector_id)
-                .bind(run.kind)
+                .bind(run.kind.as_str())
                 .bind(run.selection.map(Json))
                 .bind(run.created_by)
                 .bind(now)
@@ -114,25 +118,42 @@ macro_rules! queue_run_in_tx {
                     q.execute(&mut *$tx).await?;
                 }
             }
-            sqlx::query(ENQUEUE_SQL)
-                .bind(MTS_RUN_JOB)
-                .bind(Json(json!({"run_id": created.id})))
-                .bind(MTS_RUN_JOB_ATTEMPTS)
-                .bind(now)
-                .bind(format!("{MTS_RUN_JOB}:{}", created.id))
-                .bind(now)
-                .execute(&mut *$tx)
-                .await?;
+            if $with_job {
+                sqlx::query(ENQUEUE_SQL)
+                    .bind(MTS_RUN_JOB)
+                    .bind(Json(json!({"run_id": created.id})))
+                    .bind(MTS_RUN_JOB_ATTEMPTS)
+                    .bind(now)
+                    .bind(format!("{MTS_RUN_JOB}:{}", created.id))
+                    .bind(now)
+                    .execute(&mut *$tx)
+                    .await?;
+            }
             Ok(RunQueued::Created(Box::new(created)))
         }
     };
 }
 
 fn run_audit(run: &MtsRun) -> Value {
-    json!({"run_id": run.id, "kind": run.kind, "selection": run.selection})
+    json!({"run_id": run.id, "kind": run.kind.as_str(), "selection": run.selection})
 }
 
 impl Store {
+    /// Inserts a run, with or without its job, and no audit entry: see
+    /// [`Store::create_mts_run`].
+    pub(crate) async fn insert_mts_run(
+        &self,
+        run: &NewMtsRun<'_>,
+        with_job: bool,
+    ) -> Result<RunQueued> {
+        with_db!(self, write, p => {
+            let mut tx = p.begin().await?;
+            let queued = queue_run_in_tx!(self, tx, run, with_job).await?;
+            tx.commit().await?;
+            Ok(queued)
+        })
+    }
+
     /// Queues a run and the job that sends it; audit `run` on the connector.
     pub async fn queue_mts_run(&self, run: &NewMtsRun<'_>, actor: &Actor) -> Result<RunQueued> {
         with_db!(self, write, p => {
@@ -161,7 +182,7 @@ impl Store {
             updated_at = $2 WHERE name = $1 AND NOT enabled";
         let first = NewMtsRun {
             connector_id,
-            kind: "delta",
+            kind: RunKind::Delta,
             selection: None,
             targets: None,
             created_by: &actor.name,
@@ -196,7 +217,7 @@ impl Store {
                     .await?;
                 let _: MtsConnectorRow = sqlx::query_as(CONNECTOR_STATE_SQL)
                     .bind(connector_id)
-                    .bind("running")
+                    .bind(ConnectorState::Running.as_str())
                     .bind(now)
                     .fetch_one(&mut *tx)
                     .await?;
@@ -224,7 +245,7 @@ impl Store {
             let now = Utc::now();
             let row: MtsConnectorRow = sqlx::query_as(CONNECTOR_STATE_SQL)
                 .bind(connector_id)
-                .bind("stopped")
+                .bind(ConnectorState::Stopped.as_str())
                 .bind(now)
                 .fetch_optional(&mut *tx)
                 .await?
@@ -255,7 +276,7 @@ impl Store {
             WHERE connector_id = $1 AND state = 'failed'";
         let run = NewMtsRun {
             connector_id,
-            kind: "retry",
+            kind: RunKind::Retry,
             selection: None,
             targets: None,
             created_by: &actor.name,

@@ -4,9 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use g2p_domain::filter::Domain;
+use g2p_domain::mts_connector::MtsConnectorSettings;
 use g2p_domain::{Registrant, RegistrantInput};
 use g2p_store::audit::Actor;
-use g2p_store::mts::{MtsCallbackItem, MtsCallbackPolicy, MtsSelection};
+use g2p_store::mts::{MtsCallbackItem, MtsCallbackPolicy, MtsSelection, RunKind, RunStatus};
 use g2p_store::{Store, StoreError, testing};
 use serde_json::{Map, json};
 
@@ -36,7 +37,7 @@ async fn connector(store: &Store) -> i64 {
     store
         .create_mts_connector(
             "c",
-            &json!({}),
+            &MtsConnectorSettings::default(),
             |_| None,
             None,
             None,
@@ -113,12 +114,14 @@ async fn claim_callback_and_delta() {
         let c = connector(&store).await;
         let all = Domain::parse_str("[]").unwrap();
         let run = store
-            .create_mts_run(c, "delta", None, None, "test")
+            .create_mts_run(c, RunKind::Delta, None, None, "test")
             .await
             .unwrap();
         // A second run of the same connector waits for the first.
         assert!(matches!(
-            store.create_mts_run(c, "delta", None, None, "test").await,
+            store
+                .create_mts_run(c, RunKind::Delta, None, None, "test")
+                .await,
             Err(StoreError::Conflict { .. })
         ));
 
@@ -204,13 +207,13 @@ async fn claim_callback_and_delta() {
 
         // The delta: the failed one is not due yet; a new registrant is taken.
         store
-            .set_mts_run_status(run.id, "submitted", None)
+            .set_mts_run_status(run.id, RunStatus::Submitted, None)
             .await
             .unwrap();
         assert_eq!(store.complete_mts_runs().await.unwrap(), 1);
         let d = person(&store, 4, Some("4444")).await;
         let run2 = store
-            .create_mts_run(c, "delta", None, None, "test")
+            .create_mts_run(c, RunKind::Delta, None, None, "test")
             .await
             .unwrap();
         let claim = store
@@ -255,7 +258,7 @@ async fn manual_ids_and_duplicates() {
         let c = connector(&store).await;
         let all = Domain::parse_str("[]").unwrap();
         let run = store
-            .create_mts_run(c, "manual", None, Some(&[b, b, 999_999]), "test")
+            .create_mts_run(c, RunKind::Manual, None, Some(&[b, b, 999_999]), "test")
             .await
             .unwrap();
         let sel = MtsSelection {
@@ -268,7 +271,7 @@ async fn manual_ids_and_duplicates() {
         let rb = claim.records[0].reference.clone();
         assert!(
             store
-                .create_mts_run(c, "manual", None, Some(&[a]), "test")
+                .create_mts_run(c, RunKind::Manual, None, Some(&[a]), "test")
                 .await
                 .is_err(),
             "one active run per connector"
@@ -303,7 +306,7 @@ async fn racing_claims_never_send_a_registrant_twice() {
         let c = connector(&store).await;
         let all = Domain::parse_str("[]").unwrap();
         let run = store
-            .create_mts_run(c, "delta", None, None, "test")
+            .create_mts_run(c, RunKind::Delta, None, None, "test")
             .await
             .unwrap();
         let claims = futures::future::join_all((0..4).map(|_| {
@@ -353,7 +356,7 @@ async fn concurrent_deliveries_apply_each_record_once() {
         let c = connector(&store).await;
         let all = Domain::parse_str("[]").unwrap();
         let run = store
-            .create_mts_run(c, "delta", None, None, "test")
+            .create_mts_run(c, RunKind::Delta, None, None, "test")
             .await
             .unwrap();
         let claim = store

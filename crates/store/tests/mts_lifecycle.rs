@@ -4,12 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use g2p_domain::mts_connector::MtsConnectorSettings;
 use g2p_store::audit::Actor;
 use g2p_store::jobs::schedules::ScheduleSpec;
-use g2p_store::mts::{mts_schedule_name, run_status};
+use g2p_store::mts::{ConnectorState, RunKind, RunStatus, mts_schedule_name};
 use g2p_store::mts_lifecycle::{NewMtsRun, RunQueued, StartMode};
 use g2p_store::{Store, testing};
-use serde_json::json;
 
 /// The audit actions written about connector `id`, oldest first.
 async fn audit_actions(store: &Store, id: i64) -> Vec<String> {
@@ -43,7 +43,14 @@ async fn connector_actions_are_one_transaction_and_one_audit_entry_each() {
     for store in testing::backends().await {
         let actor = Actor::system("test");
         let id = store
-            .create_mts_connector("c", &json!({}), |_| None, None, None, &actor)
+            .create_mts_connector(
+                "c",
+                &MtsConnectorSettings::default(),
+                |_| None,
+                None,
+                None,
+                &actor,
+            )
             .await
             .unwrap()
             .id;
@@ -58,11 +65,14 @@ async fn connector_actions_are_one_transaction_and_one_audit_entry_each() {
         else {
             panic!("no run was queued");
         };
-        assert_eq!(first.status, run_status::QUEUED);
+        assert_eq!(first.status, RunStatus::Queued);
         assert_eq!(run_jobs(&store).await, [format!("mts.run:{}", first.id)]);
         let schedule = store.get_schedule(&mts_schedule_name(id)).await.unwrap();
         assert!(schedule.enabled);
-        assert_eq!(store.get_mts_connector(id).await.unwrap().state, "running");
+        assert_eq!(
+            store.get_mts_connector(id).await.unwrap().state,
+            ConnectorState::Running
+        );
         assert_eq!(audit_actions(&store, id).await, ["create", "start"]);
 
         // While that run is going, neither a start nor a run nor a retry writes anything.
@@ -70,10 +80,13 @@ async fn connector_actions_are_one_transaction_and_one_audit_entry_each() {
             .start_mts_connector(id, StartMode::Recurring(spec), &actor)
             .await
             .unwrap();
-        assert!(matches!(again, RunQueued::AlreadyActive(r) if r == first.id), "{again:?}");
+        assert!(
+            matches!(again, RunQueued::AlreadyActive(r) if r == first.id),
+            "{again:?}"
+        );
         let new = NewMtsRun {
             connector_id: id,
-            kind: "manual",
+            kind: RunKind::Manual,
             selection: None,
             targets: Some(&[1, 2]),
             created_by: "test",
@@ -91,10 +104,10 @@ async fn connector_actions_are_one_transaction_and_one_audit_entry_each() {
 
         // Stop: the schedule goes, the run stops, the state follows; one entry.
         let row = store.stop_mts_connector(id, &actor).await.unwrap();
-        assert_eq!(row.state, "stopped");
+        assert_eq!(row.state, ConnectorState::Stopped);
         assert!(store.get_schedule(&mts_schedule_name(id)).await.is_err());
         let stopped = store.get_mts_run(first.id).await.unwrap();
-        assert_eq!(stopped.status, run_status::STOPPED);
+        assert_eq!(stopped.status, RunStatus::Stopped);
         assert_eq!(audit_actions(&store, id).await, ["create", "start", "stop"]);
 
         // Run now and retry failures, each with its own job and entry.
@@ -102,14 +115,13 @@ async fn connector_actions_are_one_transaction_and_one_audit_entry_each() {
             panic!("no manual run");
         };
         store
-            .set_mts_run_status(manual.id, run_status::COMPLETED, None)
+            .set_mts_run_status(manual.id, RunStatus::Completed, None)
             .await
             .unwrap();
-        let RunQueued::Created(retry) = store.retry_mts_failures(id, &actor).await.unwrap()
-        else {
+        let RunQueued::Created(retry) = store.retry_mts_failures(id, &actor).await.unwrap() else {
             panic!("no retry run");
         };
-        assert_eq!(retry.kind, "retry");
+        assert_eq!(retry.kind, RunKind::Retry);
         assert_eq!(run_jobs(&store).await.len(), 3);
         assert_eq!(
             audit_actions(&store, id).await,

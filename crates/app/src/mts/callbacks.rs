@@ -15,7 +15,7 @@ use serde_json::Value;
 use subtle::ConstantTimeEq;
 
 use crate::error::{AppError, Result};
-use crate::mts::connectors::{Connector, settings_of};
+use crate::mts::connectors::Connector;
 use crate::odk::callbacks::OdkCallbackReport;
 use crate::secrets::CALLBACK_SECRET_CONTEXT;
 
@@ -52,7 +52,7 @@ pub async fn authenticate(
         Err(StoreError::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let settings = settings_of(&row)?;
+    let settings = row.settings.0.clone();
     let allowed = match (settings.callback_auth_type, credentials) {
         (CallbackAuthType::StaticBearer, Credentials::Bearer(given)) => {
             let Some(sealed) = &row.callback_secret else {
@@ -195,9 +195,7 @@ pub async fn odoo_login(
 ) -> Result<Vec<i64>> {
     let mut matched = Vec::new();
     for row in store.list_mts_connectors().await? {
-        let Ok(st) = settings_of(&row) else {
-            continue;
-        };
+        let st = &row.settings.0;
         if st.callback_auth_type != CallbackAuthType::Odoo
             || st.callback_auth_database != database
             || st.callback_auth_username != login

@@ -9,7 +9,7 @@ use g2p_domain::mts_connector::{InputType, JobType, MtsConnectorInput, MtsConnec
 use g2p_store::Store;
 use g2p_store::audit::Actor;
 use g2p_store::jobs::schedules::ScheduleSpec;
-use g2p_store::mts::{MtsConnectorRow, MtsRun};
+use g2p_store::mts::{MtsConnectorRow, MtsRun, RunKind};
 use g2p_store::mts_lifecycle::{NewMtsRun, RunQueued, StartMode};
 use g2p_store::secrets::SecretBox;
 use serde_json::{Value, json};
@@ -33,16 +33,9 @@ impl Connector {
     }
 }
 
-/// The settings of a stored connector. They were validated when saved; one that no longer
-/// parses is a bug or a manual edit, not the caller's input.
-pub fn settings_of(row: &MtsConnectorRow) -> Result<MtsConnectorSettings> {
-    serde_json::from_value(row.settings.0.clone())
-        .map_err(|e| AppError::Internal(format!("connector {}: stored settings: {e}", row.id)))
-}
-
 fn connector(row: MtsConnectorRow) -> Result<Connector> {
     Ok(Connector {
-        settings: settings_of(&row)?,
+        settings: row.settings.0.clone(),
         row,
     })
 }
@@ -79,10 +72,6 @@ fn seal(secrets: &SecretBox, context: &str, secret: Option<String>) -> Result<Op
         .transpose()
 }
 
-fn to_value(settings: &MtsConnectorSettings) -> Result<Value> {
-    serde_json::to_value(settings).map_err(|e| AppError::Internal(e.to_string()))
-}
-
 /// Creates a connector. Without a callback password one is generated (MTS needs one). When
 /// the input names no callback URL and `receiver` is given, the callback URL becomes
 /// `receiver(id)`: this registry's own receiver of the new connector, set in the same
@@ -110,18 +99,17 @@ pub async fn create(
     };
     let (name, settings, given) = input.parse(None).map_err(AppError::Validation)?;
     let password = given.callback_password.unwrap_or_else(generated_secret);
-    let value = to_value(&settings)?;
     let settle = |id: i64| {
         own_receiver.map(|r| {
             let mut s = settings.clone();
             s.callback_url = r(id);
-            serde_json::to_value(&s).unwrap_or(Value::Null)
+            s
         })
     };
     let row = store
         .create_mts_connector(
             &name,
-            &value,
+            &settings,
             settle,
             seal(secrets, CALLBACK_SECRET_CONTEXT, Some(password))?,
             seal(secrets, ODK_SECRET_CONTEXT, given.odk_password)?,
@@ -155,7 +143,7 @@ pub async fn update(
         .update_mts_connector(
             id,
             &name,
-            &to_value(&settings)?,
+            &settings,
             seal(secrets, CALLBACK_SECRET_CONTEXT, given.callback_password)?,
             seal(secrets, ODK_SECRET_CONTEXT, given.odk_password)?,
             actor,
@@ -309,21 +297,23 @@ pub fn ids_from_csv(body: &[u8]) -> Result<Vec<i64>> {
 pub async fn run(store: &Store, actor: &Actor, id: i64, selection: RunSelection) -> Result<MtsRun> {
     let c = get(store, id).await?;
     let (kind, selection, targets) = match selection {
-        RunSelection::Delta => ("delta", None, None),
+        RunSelection::Delta => (RunKind::Delta, None, None),
         RunSelection::Window { start, end } => {
             if c.settings.input_type != InputType::Odk {
                 return Err(AppError::field("window_start", "only for ODK input"));
             }
             (
-                "manual",
+                RunKind::Manual,
                 Some(json!({"window": {"start": start, "end": end}})),
                 None,
             )
         }
-        RunSelection::Registrants(ids) => {
-            ("manual", Some(json!({"registrants": ids.len()})), Some(ids))
-        }
-        RunSelection::Filter(f) => ("manual", Some(json!({"filter": f})), None),
+        RunSelection::Registrants(ids) => (
+            RunKind::Manual,
+            Some(json!({"registrants": ids.len()})),
+            Some(ids),
+        ),
+        RunSelection::Filter(f) => (RunKind::Manual, Some(json!({"filter": f})), None),
     };
     let new = NewMtsRun {
         connector_id: id,
@@ -340,7 +330,7 @@ pub async fn run(store: &Store, actor: &Actor, id: i64, selection: RunSelection)
 pub async fn run_or_follow(store: &Store, actor: &Actor, id: i64) -> Result<i64> {
     let new = NewMtsRun {
         connector_id: id,
-        kind: "delta",
+        kind: RunKind::Delta,
         selection: None,
         targets: None,
         created_by: &actor.name,

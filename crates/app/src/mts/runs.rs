@@ -22,14 +22,13 @@ use g2p_domain::mts_connector::{CallbackAuthType, InputType, MtsConnectorSetting
 use g2p_store::StoreError;
 use g2p_store::audit::Actor;
 use g2p_store::jobs::runner::{JobContext, JobError};
-use g2p_store::mts::{MtsClaimedRecord, MtsRun, MtsSelection, run_status};
+use g2p_store::mts::{ConnectorState, MtsClaimedRecord, MtsRun, MtsSelection, RunKind, RunStatus};
 use g2p_store::mts_lifecycle::{NewMtsRun, RunQueued};
 use g2p_store::secrets::SecretBox;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::mts::connectors::settings_of;
 use crate::secrets::CALLBACK_SECRET_CONTEXT;
 
 /// What the MTS jobs share: the key that opens connector secrets, one client per external
@@ -79,13 +78,13 @@ impl MtsJobs {
             }
             Err(e) => return Err(e.into()),
         };
-        if row.state != "running" {
+        if row.state != ConnectorState::Running {
             return Ok(json!({"skipped": "connector stopped"}));
         }
         let actor = Actor::system("schedule");
         let new = NewMtsRun {
             connector_id: p.connector_id,
-            kind: "delta",
+            kind: RunKind::Delta,
             selection: None,
             targets: None,
             created_by: &actor.name,
@@ -102,18 +101,15 @@ impl MtsJobs {
     async fn run(&self, ctx: &JobContext, run_id: i64) -> Result<Value, JobError> {
         let store = &ctx.store;
         let run = store.get_mts_run(run_id).await?;
-        if !matches!(
-            run.status.as_str(),
-            run_status::QUEUED | run_status::RUNNING
-        ) {
+        if !run.status.is_sending() {
             return Ok(json!({"skipped": run.status}));
         }
         match self.send_run(ctx, &run).await {
             Ok(sent) => {
                 // A run stopped meanwhile stays stopped.
-                if store.get_mts_run(run_id).await?.status != run_status::STOPPED {
+                if store.get_mts_run(run_id).await?.status != RunStatus::Stopped {
                     store
-                        .set_mts_run_status(run_id, run_status::SUBMITTED, None)
+                        .set_mts_run_status(run_id, RunStatus::Submitted, None)
                         .await?;
                 }
                 // Callbacks may all have come while the run was still sending.
@@ -125,9 +121,9 @@ impl MtsJobs {
                 // attempt or a permanent failure ends it with the reason shown to the operator.
                 let last = !e.retryable || ctx.is_last_attempt();
                 let status = if last {
-                    run_status::FAILED
+                    RunStatus::Failed
                 } else {
-                    run_status::RUNNING
+                    RunStatus::Running
                 };
                 store
                     .set_mts_run_status(run_id, status, Some(&e.message))
@@ -141,7 +137,7 @@ impl MtsJobs {
     async fn send_run(&self, ctx: &JobContext, run: &MtsRun) -> Result<i64, JobError> {
         let store = &ctx.store;
         let row = store.get_mts_connector(run.connector_id).await?;
-        let settings = settings_of(&row).map_err(|e| JobError::permanent(e.to_string()))?;
+        let settings = &row.settings.0;
         let password = match &row.callback_secret {
             Some(sealed) => self
                 .secrets
@@ -150,10 +146,10 @@ impl MtsJobs {
             None => return Err(JobError::permanent("the connector has no callback secret")),
         };
         store
-            .set_mts_run_status(run.id, run_status::RUNNING, None)
+            .set_mts_run_status(run.id, RunStatus::Running, None)
             .await?;
         if settings.input_type == InputType::Odk {
-            return crate::odk::import::send_odk_run(self, ctx, run, &row, &settings, &password)
+            return crate::odk::import::send_odk_run(self, ctx, run, &row, settings, &password)
                 .await;
         }
 
@@ -175,7 +171,7 @@ impl MtsJobs {
             filter: &filter,
             targets_of_run: targeted.then_some(run.id),
             max_attempts: i64::from(settings.failed_retry.max_attempts),
-            ignore_retry_time: run.kind != "delta",
+            ignore_retry_time: run.kind != RunKind::Delta,
         };
         let mut cursor = run.cursor;
         let mut sent = run.sent;
@@ -183,7 +179,7 @@ impl MtsJobs {
             if ctx.shutdown.is_cancelled() {
                 return Err(JobError::retryable("worker shutting down"));
             }
-            if store.get_mts_run(run.id).await?.status == run_status::STOPPED {
+            if store.get_mts_run(run.id).await?.status == RunStatus::Stopped {
                 return Ok(sent);
             }
             let claim = store
@@ -196,10 +192,10 @@ impl MtsJobs {
                             claim
                                 .records
                                 .iter()
-                                .map(|r| authdata(&settings, r))
+                                .map(|r| authdata(settings, r))
                                 .collect(),
                         ),
-                        ..envelope(&settings, &password)
+                        ..envelope(settings, &password)
                     });
                     match self
                         .mts

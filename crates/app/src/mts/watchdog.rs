@@ -12,7 +12,6 @@ use g2p_store::jobs::runner::{JobContext, JobError};
 use g2p_store::mts_lifecycle::{NewMtsRun, RunQueued};
 use serde_json::{Value, json};
 
-use crate::mts::connectors::settings_of;
 use crate::mts::runs::MtsJobs;
 
 /// How many times the watchdog finds a processed request's callbacks still missing before it
@@ -54,7 +53,7 @@ impl MtsJobs {
                 continue;
             }
             let row = store.get_mts_connector(chunk.connector_id).await?;
-            let settings = settings_of(&row).map_err(|e| JobError::permanent(e.to_string()))?;
+            let settings = &row.settings.0;
             let status = match &chunk.request_id {
                 Some(id) => self.mts.status(&settings.mts_url, id).await,
                 None => Ok(RequestStatus::Unknown),
@@ -91,7 +90,7 @@ impl MtsJobs {
             let selection = json!({"registrants": ids.len()});
             let new = NewMtsRun {
                 connector_id,
-                kind: "retry",
+                kind: g2p_store::mts::RunKind::Retry,
                 selection: Some(&selection),
                 targets: Some(&ids),
                 created_by: &actor.name,

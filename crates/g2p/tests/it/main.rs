@@ -23,4 +23,6 @@ mod jobs;
 mod mts_callbacks;
 mod mts_connector;
 mod mts_process;
+mod mts_receiver_limits;
 mod odk_connector;
+mod reads_dont_write;

@@ -515,7 +515,11 @@ async fn two_nodes_on_one_postgres_never_submit_a_registrant_twice() {
     assert_eq!(codes, [202, 409]);
     t.app
         .store
-        .set_mts_connector_state(cid, "running", &g2p_store::audit::Actor::system("test"))
+        .set_mts_connector_state(
+            cid,
+            g2p_store::mts::ConnectorState::Running,
+            &g2p_store::audit::Actor::system("test"),
+        )
         .await
         .expect("running");
     for _ in 0..2 {

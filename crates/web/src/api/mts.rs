@@ -14,7 +14,9 @@ use axum::response::IntoResponse;
 use g2p_app::mts::callbacks::{Credentials, Received};
 use g2p_app::mts::connectors::{self as app, Connector, RunParts};
 use g2p_domain::mts_connector::{MtsConnectorInput, MtsConnectorSettings};
-use g2p_store::mts::{MtsCallbackReport, MtsDuplicate, MtsFailure, MtsRun, MtsRunProgress};
+use g2p_store::mts::{
+    ConnectorState, MtsCallbackReport, MtsDuplicate, MtsFailure, MtsRun, MtsRunProgress,
+};
 use g2p_store::odk_submissions::{OdkRunCounts, OdkSubmissionRow};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -32,8 +34,7 @@ pub struct MtsConnectorView {
     pub settings: MtsConnectorSettings,
     pub callback_password_set: bool,
     pub odk_password_set: bool,
-    /// `stopped` or `running`.
-    pub state: String,
+    pub state: ConnectorState,
     /// The URL MTS must call back (the receiver of this connector).
     pub receiver_path: String,
     /// ODK input: submissions received before this instant have been imported.

@@ -22,7 +22,7 @@ use g2p_domain::FieldErrors;
 use g2p_domain::mts_connector::{
     DEFAULT_OUTPUT_FORMAT, InputType, MtsConnectorInput, MtsConnectorSettings, REGISTRANT_FIELDS,
 };
-use g2p_store::mts::{MtsRun, MtsRunProgress, run_status};
+use g2p_store::mts::{ConnectorState, MtsRun, MtsRunProgress, RunStatus};
 use g2p_store::odk_submissions::{OdkRunCounts, OdkSubmissionRow, outcome};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -685,8 +685,8 @@ fn form_view(
 
 pub struct RunRow {
     pub id: i64,
-    pub kind: String,
-    pub status: String,
+    pub kind: &'static str,
+    pub status: RunStatus,
     pub created_by: String,
     pub created: String,
     pub finished: String,
@@ -713,11 +713,9 @@ fn format_instant(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
-fn is_active(status: &str) -> bool {
-    matches!(
-        status,
-        run_status::QUEUED | run_status::RUNNING | run_status::SUBMITTED
-    )
+/// A run that may still change: the page keeps refreshing.
+fn is_active(status: RunStatus) -> bool {
+    !status.is_final()
 }
 
 fn run_row(run: MtsRun, p: MtsRunProgress, odk: Option<OdkRunCounts>) -> RunRow {
@@ -736,7 +734,7 @@ fn run_row(run: MtsRun, p: MtsRunProgress, odk: Option<OdkRunCounts>) -> RunRow 
     });
     RunRow {
         id: run.id,
-        kind: run.kind,
+        kind: run.kind.as_str(),
         status: run.status,
         created_by: run.created_by,
         created: format_time(&run.created_at),
@@ -976,7 +974,7 @@ async fn activity(
     };
     Ok(Activity {
         connector_id: id,
-        polling: runs.iter().any(|r| is_active(&r.status)),
+        polling: runs.iter().any(|r| is_active(r.status)),
         runs,
         failures,
         failures_truncated,
@@ -993,7 +991,7 @@ pub struct ConnectorRow {
     pub name: String,
     pub input_type: &'static str,
     pub job_type: &'static str,
-    pub state: String,
+    pub state: ConnectorState,
     pub last_run: Option<RunRow>,
 }
 
