@@ -7,7 +7,7 @@ use g2p_domain::filter::Domain;
 use g2p_domain::{Registrant, RegistrantInput};
 use g2p_store::audit::Actor;
 use g2p_store::mts::{MtsCallbackItem, MtsCallbackPolicy, MtsSelection};
-use g2p_store::{Store, StoreError, testing};
+use g2p_store::{Store, StoreError};
 use serde_json::{Map, json};
 
 const VID: &str = "MOSIP VID";
@@ -99,7 +99,7 @@ async fn ids_of(store: &Store, id: i64) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn claim_callback_and_delta() {
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         let a = person(&store, 1, Some("1111")).await;
         let b = person(&store, 2, Some("2222")).await;
         let _no_vid = person(&store, 3, None).await;
@@ -242,7 +242,7 @@ async fn claim_callback_and_delta() {
 
 #[tokio::test]
 async fn manual_ids_and_duplicates() {
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         let a = person(&store, 1, Some("1111")).await;
         let b = person(&store, 2, Some("2222")).await;
         let c = connector(&store).await;
@@ -289,7 +289,7 @@ async fn manual_ids_and_duplicates() {
 
 #[tokio::test]
 async fn racing_claims_never_send_a_registrant_twice() {
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         for i in 0..200 {
             person(&store, i, Some(&format!("9{i:05}"))).await;
         }
@@ -338,7 +338,7 @@ async fn racing_claims_never_send_a_registrant_twice() {
 /// applied exactly once, with one token and one audit entry.
 #[tokio::test]
 async fn concurrent_deliveries_apply_each_record_once() {
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         let mut people = vec![];
         for i in 0..60 {
             people.push(person(&store, i, Some(&format!("7{i:05}"))).await);
