@@ -9,6 +9,7 @@
 pub mod clock;
 pub mod db;
 pub mod logs;
+pub mod schema;
 pub mod wait;
 
 pub use clock::{Clock, ManualClock, SystemClock, epoch, manual_clock};
