@@ -2,6 +2,7 @@
 //! filter language, as plain values. It owns validation ("parse once") and must not do I/O: no
 //! tokio, sqlx, axum or reqwest here.
 
+pub mod clock;
 pub mod error;
 pub mod filter;
 pub mod mts_connector;
@@ -9,6 +10,7 @@ pub mod mts_run;
 pub mod registrant;
 pub mod role;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{DomainError, FieldErrors};
 pub use mts_connector::{
     CallbackAuthType, CallbackHttpMethod, FailedRetry, InputType, JobType, MtsConnectorInput,

@@ -2,7 +2,11 @@
 //! whichever pool is configured.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use g2p_domain::{Clock, SystemClock};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -41,6 +45,8 @@ pub(crate) enum Pools {
 #[derive(Clone, Debug)]
 pub struct Store {
     pub(crate) pools: Pools,
+    /// "Now" for the job queue and schedules; the system clock unless a test moves it.
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 /// Runs `$body` with `$p` bound to the pool used for writes (`write`) or reads (`read`). The body
@@ -101,6 +107,18 @@ impl Store {
         }
     }
 
+    /// The same store (sharing its pools) reading time from `clock`: tests pass a
+    /// `ManualClock` to make jobs due, leases expire and schedules tick without sleeping.
+    #[must_use]
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Store {
+        Store { clock, ..self }
+    }
+
+    /// The store's reading of "now" (see [`Store::with_clock`]).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
     /// The PostgreSQL pool, for code that only exists there (COPY, advisory locks).
     pub fn pg_pool(&self) -> Option<&PgPool> {
         match &self.pools {
@@ -133,6 +151,7 @@ impl Store {
                 .await?;
             Ok(Store {
                 pools: Pools::Sqlite { read, write },
+                clock: Arc::new(SystemClock),
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let o = PgConnectOptions::from_str(url).map_err(StoreError::Database)?;
@@ -143,6 +162,7 @@ impl Store {
                 .await?;
             Ok(Store {
                 pools: Pools::Postgres(pool),
+                clock: Arc::new(SystemClock),
             })
         } else {
             Err(StoreError::UnsupportedUrl(redact_url(url)))

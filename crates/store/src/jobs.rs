@@ -27,8 +27,9 @@
 //! * `locked_by` keeps the last worker after the job leaves `running` (for diagnosis);
 //!   `last_error` keeps the last failure even after a later success.
 //!
-//! All timestamps are bound from Rust (`Utc::now()`), never SQL `now()`: SQLite stores them as
-//! the text sqlx writes, and only that one format orders correctly as text.
+//! All timestamps are bound from Rust, never SQL `now()`: SQLite stores them as the text sqlx
+//! writes, and only that one format orders correctly as text. "Now" is the store's
+//! [`Clock`](g2p_domain::Clock) ([`Store::now`]), so tests move time instead of sleeping.
 
 pub mod runner;
 pub mod schedules;
@@ -388,7 +389,7 @@ impl Store {
     /// Adds a job. With a `dedupe_key` that already exists, returns the existing job unchanged.
     pub async fn enqueue(&self, job: NewJob) -> Result<Job> {
         job.validate()?;
-        let now = Utc::now();
+        let now = self.now();
         let run_at = job.run_at.unwrap_or(now);
         let inserted: Option<Job> = with_db!(self, write, p => {
             sqlx::query_as(ENQUEUE_SQL)
@@ -424,7 +425,7 @@ impl Store {
         if kinds.is_empty() {
             return Ok(None);
         }
-        let now = Utc::now();
+        let now = self.now();
         let until = add_duration(now, lease);
         let reaped: Vec<(i64, String, i32)> = with_db!(self, write, p => {
             sqlx::query_as(REAP_SQL).bind(now).fetch_all(p).await?
@@ -465,7 +466,7 @@ impl Store {
             "UPDATE jobs SET locked_until = $3, updated_at = $4 WHERE ",
             "id = $1 AND locked_by = $2 AND status = 'running'"
         );
-        let now = Utc::now();
+        let now = self.now();
         let n = with_db!(self, write, p => {
             sqlx::query(SQL)
                 .bind(id)
@@ -497,7 +498,7 @@ impl Store {
                 .bind(worker_id)
                 .bind(clamp_i64(done))
                 .bind(clamp_i64(total))
-                .bind(Utc::now())
+                .bind(self.now())
                 .execute(p)
                 .await?
                 .rows_affected()
@@ -519,7 +520,7 @@ impl Store {
                 .bind(id)
                 .bind(worker_id)
                 .bind(Json(result))
-                .bind(Utc::now())
+                .bind(self.now())
                 .fetch_optional(p)
                 .await?
         });
@@ -555,7 +556,7 @@ impl Store {
              WHERE id = $1 AND locked_by = $2 AND status = 'running' AND attempts = $3 RETURNING ",
             job_columns!()
         );
-        let now = Utc::now();
+        let now = self.now();
         let error = truncate_error(error);
         let job: Option<Job> = with_db!(self, write, p => {
             let row: Option<(i32, i32)> = sqlx::query_as(READ_SQL)
@@ -631,7 +632,7 @@ impl Store {
             job_columns!()
         );
         let job: Option<Job> = with_db!(self, write, p => {
-            sqlx::query_as(SQL).bind(id).bind(Utc::now()).fetch_optional(p).await?
+            sqlx::query_as(SQL).bind(id).bind(self.now()).fetch_optional(p).await?
         });
         match job {
             Some(j) => Ok(j),
@@ -650,7 +651,7 @@ impl Store {
             job_columns!()
         );
         let job: Option<Job> = with_db!(self, write, p => {
-            sqlx::query_as(SQL).bind(id).bind(Utc::now()).fetch_optional(p).await?
+            sqlx::query_as(SQL).bind(id).bind(self.now()).fetch_optional(p).await?
         });
         match job {
             Some(j) => Ok(j),

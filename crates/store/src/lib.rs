@@ -22,7 +22,6 @@ pub mod registry;
 // After `registry`: it builds registrant statements with its macros.
 pub mod odk_submissions;
 pub mod secrets;
-pub mod testing;
 pub mod value;
 
 pub use db::{Backend, Store};

@@ -1,9 +1,9 @@
 //! The filter compiler agrees with the in-memory evaluator: on every backend from
-//! `testing::backends()`, `SELECT r.id … WHERE <compiled domain>` returns exactly the registrants
-//! for which `Domain::matches` is true, for random domains over every field kind and operator,
-//! on a random registry built from a tiny ASCII alphabet (so that equalities, LIKE wildcards,
-//! escapes and NULLs all occur). Plus hand-written checks of the OpenG2P default domains and of
-//! the datetime text format sqlx writes on SQLite.
+//! `g2p_testkit::backends()`, `SELECT r.id … WHERE <compiled domain>` returns exactly the
+//! registrants for which `Domain::matches` is true, for random domains over every field kind and
+//! operator, on a random registry built from a tiny ASCII alphabet (so that equalities, LIKE
+//! wildcards, escapes and NULLs all occur). Plus hand-written checks of the OpenG2P default
+//! domains and of the datetime text format sqlx writes on SQLite.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use chrono::{DateTime, Days, NaiveDate, SecondsFormat, TimeZone, Utc};
 use g2p_domain::filter::Domain;
 use g2p_domain::{IdStatus, RegId, Registrant, SEED_ID_TYPES};
-use g2p_store::{Store, bind_values, filter_sql, testing, with_db};
+use g2p_store::{Store, bind_values, filter_sql, with_db};
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::strategy::ValueTree;
@@ -193,7 +193,7 @@ async fn openg2p_default_domains_on_every_backend() {
     let other_than_vid = Domain::parse_str(r#"[["reg_ids.id_type","!=","MOSIP VID"]]"#).unwrap();
     let no_ids = Domain::parse_str(r#"[["reg_ids","=",false]]"#).unwrap();
     let like_mosip = Domain::parse_str(r#"[["reg_ids.id_type","=like","MOSIP %"]]"#).unwrap();
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         let b = store.backend().name();
         insert(&store, &rows).await.unwrap();
         assert_eq!(
@@ -259,7 +259,7 @@ async fn datetimes_compare_like_instants_on_every_backend() {
             (r, vec![])
         })
         .collect();
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         insert(&store, &rows).await.unwrap();
         if store.backend() == g2p_store::Backend::Sqlite {
             // The text sqlx writes for DateTime<Utc> on SQLite, which filter_sql relies on.
@@ -676,7 +676,7 @@ fn compiled_sql_agrees_with_evaluator_on_every_backend() {
         .unwrap()
         .current();
     let stores = rt.block_on(async {
-        let stores = testing::backends().await;
+        let stores = g2p_testkit::backends().await;
         for s in &stores {
             insert(s, &rows).await.unwrap();
         }

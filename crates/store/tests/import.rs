@@ -5,7 +5,7 @@
 
 use g2p_store::audit::Actor;
 use g2p_store::import::{ImportFormat, ImportOptions, ImportReport};
-use g2p_store::{Backend, Store, testing, with_db};
+use g2p_store::{Backend, Store, with_db};
 use serde_json::json;
 
 fn ndjson(rows: &[serde_json::Value]) -> Vec<u8> {
@@ -52,7 +52,7 @@ async fn scalar(store: &Store, sql: &'static str) -> i64 {
 
 #[tokio::test]
 async fn chunks_of_3000_rows_with_duplicates_across_chunk_boundaries() {
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         let mut rows: Vec<serde_json::Value> = (0..3000).map(person).collect();
         // Line 1,501 repeats line 11's key in a later chunk; line 2,001 is invalid.
         rows[1500]["external_key"] = json!("k-10");
@@ -120,7 +120,7 @@ async fn chunks_of_3000_rows_with_duplicates_across_chunk_boundaries() {
 
 #[tokio::test]
 async fn a_failing_chunk_is_retried_row_by_row() {
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         // A rule only the database knows about, so the chunk fails after validation passed.
         with_db!(store, write, p => {
             match store.backend() {

@@ -1,4 +1,8 @@
 //! Job queue, runner and schedules, on SQLite and (when reachable) PostgreSQL.
+//!
+//! No test sleeps for queue time to pass: tests that need a job to become due, a lease to
+//! expire or a schedule to tick give the store a `ManualClock` and move it. Where a test waits
+//! for another task (a runner, a handler), it waits for a condition with a deadline.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -13,7 +17,8 @@ use g2p_store::jobs::schedules::schedule_dedupe_key;
 use g2p_store::jobs::{
     JobContext, JobError, JobQuery, JobRunner, JobStatus, NewJob, RetryPolicy, ScheduleSpec,
 };
-use g2p_store::{Backend, Store, StoreError, testing};
+use g2p_store::{Backend, Store, StoreError};
+use g2p_testkit::{Clock, DEFAULT_DEADLINE, PgDatabase, manual_clock, wait_until};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -31,9 +36,8 @@ fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, mo, d, h, mi, s).single().unwrap()
 }
 
-async fn sleep_until(t: DateTime<Utc>) {
-    let wait = (t - Utc::now()).to_std().unwrap_or_default();
-    tokio::time::sleep(wait + Duration::from_millis(2)).await;
+fn delta(d: Duration) -> TimeDelta {
+    TimeDelta::from_std(d).unwrap()
 }
 
 /// Drains, failing instead of hanging when a broken queue keeps jobs due forever.
@@ -65,7 +69,7 @@ async fn ok(_ctx: JobContext, payload: Value) -> Result<Value, JobError> {
 
 #[tokio::test]
 async fn enqueue_claim_progress_succeed() {
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         let b = store.backend().name();
         let job = store
             .enqueue(NewJob::new("import", json!({"form": "f1"})).max_attempts(3))
@@ -170,7 +174,7 @@ async fn enqueue_claim_progress_succeed() {
 
 #[tokio::test]
 async fn enqueue_validates() {
-    let store = testing::sqlite_store().await;
+    let store = g2p_testkit::sqlite_store().await;
     for bad in [
         NewJob::new("", json!({})),
         NewJob::new("k", json!({})).max_attempts(0),
@@ -185,7 +189,7 @@ async fn enqueue_validates() {
 
 #[tokio::test]
 async fn dedupe_key_makes_enqueue_idempotent() {
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         let b = store.backend().name();
         let first = store
             .enqueue(NewJob::new("send", json!({"batch": 1})).dedupe_key("batch-1"))
@@ -232,7 +236,7 @@ async fn dedupe_key_makes_enqueue_idempotent() {
 
 #[tokio::test]
 async fn claims_oldest_due_first_and_not_future_jobs() {
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         let b = store.backend().name();
         let later = store
             .enqueue(NewJob::new("k", json!({})).run_at(Utc::now() + TimeDelta::hours(1)))
@@ -255,7 +259,7 @@ async fn claims_oldest_due_first_and_not_future_jobs() {
 
 #[tokio::test]
 async fn list_cancel_retry_and_counts() {
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         let b = store.backend().name();
         let mut ids = Vec::new();
         for i in 0..5 {
@@ -382,13 +386,15 @@ fn backoff_is_exponential_capped_and_jittered() {
 
 #[tokio::test]
 async fn failing_twice_then_succeeding_retries_with_backoff() {
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         let b = store.backend().name();
+        // The clock stands still during a drain, so the retry cannot become due while
+        // drain_until_idle looks again right after the failure, however loaded the machine.
+        let clock = manual_clock();
+        let store = store.with_clock(clock.clone());
         let calls = Arc::new(AtomicUsize::new(0));
         let c = calls.clone();
         let runner = JobRunner::new(store.clone(), "w1")
-            // 100 ms: long enough that the retry is not yet due when drain_until_idle looks
-            // again right after the failure (10 ms was, on a loaded machine).
             .retry_policy(no_jitter(100))
             .handler("flaky", move |ctx: JobContext, _payload| {
                 let c = c.clone();
@@ -419,14 +425,25 @@ async fn failing_twice_then_succeeding_retries_with_backoff() {
                 Some(format!("boom {attempt}").as_str()),
                 "{b}"
             );
-            // run_at = time of failure + base * 2^(attempt-1), exactly (no jitter).
+            // run_at = time of failure (the store's clock) + base * 2^(attempt-1), exactly
+            // (no jitter).
+            assert_eq!(j.updated_at, clock.now(), "{b}");
             assert_eq!(
                 j.run_at - j.updated_at,
                 TimeDelta::milliseconds(backoff_ms),
                 "{b}"
             );
             assert!(j.locked_until.is_none(), "{b}");
-            sleep_until(j.run_at).await;
+            // A millisecond before run_at the retry is not due yet...
+            clock.set(j.run_at - TimeDelta::milliseconds(1));
+            let early = drain(&runner).await;
+            assert_eq!(
+                early.attempts(),
+                0,
+                "{b}: attempt {attempt}: ran early: {early:?}"
+            );
+            // ...at run_at it is.
+            clock.set(j.run_at);
         }
         let report = drain(&runner).await;
         assert_eq!(report.succeeded, 1, "{b}: {report:?}");
@@ -445,8 +462,10 @@ async fn failing_twice_then_succeeding_retries_with_backoff() {
 
 #[tokio::test]
 async fn backoff_delays_the_next_attempt() {
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         let b = store.backend().name();
+        let clock = manual_clock();
+        let store = store.with_clock(clock.clone());
         let runner = JobRunner::new(store.clone(), "w1")
             .retry_policy(RetryPolicy {
                 max: Duration::from_secs(3600),
@@ -463,13 +482,20 @@ async fn backoff_delays_the_next_attempt() {
             "{b}: the job is not run again before run_at"
         );
         let j = store.get_job(job.id).await.unwrap();
-        assert!(j.run_at > Utc::now() + TimeDelta::seconds(50), "{b}");
+        assert_eq!(j.run_at, clock.now() + TimeDelta::seconds(60), "{b}");
+        // 59.999 s later: still waiting; at 60 s: run again.
+        clock.advance(Duration::from_millis(59_999));
+        assert_eq!(drain(&runner).await.attempts(), 0, "{b}: run before run_at");
+        clock.advance(Duration::from_millis(1));
+        let report = drain(&runner).await;
+        assert_eq!(report.retried, 1, "{b}: {report:?}");
+        assert_eq!(store.get_job(job.id).await.unwrap().attempts, 2, "{b}");
     }
 }
 
 #[tokio::test]
 async fn permanent_errors_and_exhausted_retries_are_dead_until_retried() {
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         let b = store.backend().name();
         let healed = Arc::new(AtomicUsize::new(0));
         let h = healed.clone();
@@ -534,7 +560,7 @@ async fn permanent_errors_and_exhausted_retries_are_dead_until_retried() {
 
 #[tokio::test]
 async fn a_panicking_handler_is_a_retryable_failure() {
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         let b = store.backend().name();
         let calls = Arc::new(AtomicUsize::new(0));
         let c = calls.clone();
@@ -568,7 +594,7 @@ async fn a_panicking_handler_is_a_retryable_failure() {
 
 #[tokio::test]
 async fn unknown_kinds_are_left_for_other_workers() {
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         let b = store.backend().name();
         let runner = JobRunner::new(store.clone(), "w1").handler("known", ok);
         let unknown = store
@@ -595,16 +621,23 @@ async fn unknown_kinds_are_left_for_other_workers() {
 
 #[tokio::test]
 async fn expired_lease_is_taken_over_and_the_late_worker_is_refused() {
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         let b = store.backend().name();
+        let clock = manual_clock();
+        let store = store.with_clock(clock.clone());
         let job = store.enqueue(NewJob::new("k", json!({}))).await.unwrap();
-        let first = store
-            .claim("w1", &["k"], Duration::from_millis(1))
-            .await
-            .unwrap()
-            .unwrap();
+        let first = store.claim("w1", &["k"], LEASE).await.unwrap().unwrap();
         assert_eq!(first.id, job.id);
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let until = first.locked_until.unwrap();
+        assert_eq!(until, clock.now() + delta(LEASE), "{b}");
+        // The lease holds up to its last instant...
+        clock.set(until);
+        assert!(
+            store.claim("w2", &["k"], LEASE).await.unwrap().is_none(),
+            "{b}: taken over before the lease ended"
+        );
+        // ...and has expired just after it (w1 died without a word).
+        clock.advance(Duration::from_millis(1));
 
         let second = store.claim("w2", &["k"], LEASE).await.unwrap().unwrap();
         assert_eq!(second.id, job.id, "{b}");
@@ -659,8 +692,10 @@ async fn expired_lease_is_taken_over_and_the_late_worker_is_refused() {
 
 #[tokio::test]
 async fn heartbeat_extends_the_lease() {
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         let b = store.backend().name();
+        let clock = manual_clock();
+        let store = store.with_clock(clock.clone());
         let job = store.enqueue(NewJob::new("k", json!({}))).await.unwrap();
         store
             .claim("w1", &["k"], Duration::from_millis(1))
@@ -668,7 +703,13 @@ async fn heartbeat_extends_the_lease() {
             .unwrap()
             .unwrap();
         assert!(store.heartbeat(job.id, "w1", LEASE).await.unwrap(), "{b}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            store.get_job(job.id).await.unwrap().locked_until,
+            Some(clock.now() + delta(LEASE)),
+            "{b}"
+        );
+        // Well past the 1 ms lease of the claim.
+        clock.advance(Duration::from_millis(20));
         assert!(
             store.claim("w2", &["k"], LEASE).await.unwrap().is_none(),
             "{b}"
@@ -686,8 +727,10 @@ async fn heartbeat_extends_the_lease() {
 
 #[tokio::test]
 async fn a_job_whose_worker_dies_on_the_last_attempt_ends_dead() {
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         let b = store.backend().name();
+        let clock = manual_clock();
+        let store = store.with_clock(clock.clone());
         let job = store
             .enqueue(NewJob::new("k", json!({})).max_attempts(1))
             .await
@@ -697,7 +740,17 @@ async fn a_job_whose_worker_dies_on_the_last_attempt_ends_dead() {
             .await
             .unwrap()
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Still within the 1 ms lease: the job is left alone.
+        assert!(
+            store.claim("w2", &["k"], LEASE).await.unwrap().is_none(),
+            "{b}"
+        );
+        assert_eq!(
+            store.get_job(job.id).await.unwrap().status,
+            JobStatus::Running,
+            "{b}"
+        );
+        clock.advance(Duration::from_millis(20));
         assert!(
             store.claim("w2", &["k"], LEASE).await.unwrap().is_none(),
             "{b}"
@@ -710,23 +763,58 @@ async fn a_job_whose_worker_dies_on_the_last_attempt_ends_dead() {
 
 #[tokio::test]
 async fn runner_heartbeats_while_a_handler_runs() {
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         let b = store.backend().name();
-        let runner = JobRunner::new(store.clone(), "w1")
-            .lease(Duration::from_millis(300))
-            .handler("slow", |_ctx, _p| async {
-                tokio::time::sleep(Duration::from_millis(900)).await;
-                Ok(json!("done"))
-            });
+        let clock = manual_clock();
+        let store = store.with_clock(clock.clone());
+        // The lease is clock time; the runner beats every lease / 3 = 100 ms of tokio time.
+        let lease = Duration::from_millis(300);
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let r = release.clone();
+        let runner =
+            JobRunner::new(store.clone(), "w1")
+                .lease(lease)
+                .handler("slow", move |_ctx, _p| {
+                    let r = r.clone();
+                    async move {
+                        // Runs until the test releases it, however long that takes.
+                        r.acquire()
+                            .await
+                            .map_err(|e| JobError::retryable(e.to_string()))?
+                            .forget();
+                        Ok(json!("done"))
+                    }
+                });
         let job = store.enqueue(NewJob::new("slow", json!({}))).await.unwrap();
         let drain = tokio::spawn(async move { runner.drain_until_idle().await });
-        tokio::time::sleep(Duration::from_millis(600)).await;
-        // Without heartbeats the 300 ms lease would have expired by now.
-        assert!(
-            store.claim("w2", &["slow"], LEASE).await.unwrap().is_none(),
-            "{b}"
-        );
-        let report = drain.await.unwrap().unwrap();
+        wait_until("the job is claimed", DEFAULT_DEADLINE, || async {
+            store.get_job(job.id).await.unwrap().status == JobStatus::Running
+        })
+        .await;
+        let first_until = store.get_job(job.id).await.unwrap().locked_until.unwrap();
+        for step in 1..=3 {
+            clock.advance(Duration::from_millis(200));
+            // Only a heartbeat that read the moved clock writes this lease end.
+            let expected = clock.now() + delta(lease);
+            wait_until(
+                &format!("{b}: step {step}: a heartbeat extends the lease"),
+                DEFAULT_DEADLINE,
+                || async { store.get_job(job.id).await.unwrap().locked_until == Some(expected) },
+            )
+            .await;
+            // From step 2 on, the claim's own lease has ended: only heartbeats keep the job.
+            assert_eq!(clock.now() > first_until, step >= 2, "{b}");
+            assert!(
+                store.claim("w2", &["slow"], LEASE).await.unwrap().is_none(),
+                "{b}: step {step}"
+            );
+        }
+        release.add_permits(1);
+        let report = tokio::time::timeout(DEFAULT_DEADLINE, drain)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(report.succeeded, 1, "{b}");
         assert_eq!(store.get_job(job.id).await.unwrap().attempts, 1, "{b}");
     }
@@ -737,8 +825,11 @@ async fn runner_heartbeats_while_a_handler_runs() {
 
 #[tokio::test]
 async fn run_processes_jobs_and_waits_for_running_handlers_on_shutdown() {
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         let b = store.backend().name();
+        // run() reports that it saw the shutdown only in its log; the test waits for that.
+        // Current-thread runtime: the runner's task logs on this thread, where the capture is.
+        let (_capture, logs) = g2p_testkit::logs::capture();
         let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel::<i64>();
         let release = Arc::new(tokio::sync::Semaphore::new(0));
         let r = release.clone();
@@ -769,7 +860,14 @@ async fn run_processes_jobs_and_waits_for_running_handlers_on_shutdown() {
 
         shutdown.cancel();
         let b_job = store.enqueue(NewJob::new("k", json!({}))).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Instead of sleeping for run() to react: wait until it has seen the shutdown. On this
+        // single thread, the runner's task has then run up to its next await, so a run() that
+        // did not wait for its handler would already have finished.
+        logs.wait_for(
+            "job runner stopping: waiting for running jobs",
+            DEFAULT_DEADLINE,
+        )
+        .await;
         assert!(
             !handle.is_finished(),
             "{b}: run() returned with a handler still running"
@@ -797,24 +895,25 @@ async fn run_processes_jobs_and_waits_for_running_handlers_on_shutdown() {
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL: several workers, several nodes
 
-async fn two_pg_stores() -> Option<(Store, Store)> {
-    let url = testing::pg_database_url().await?;
+/// Two nodes on one new database; the guard drops it at the end of the test.
+async fn two_pg_stores() -> Option<(PgDatabase, Store, Store)> {
+    let db = PgDatabase::create().await?;
     let opts = ConnectOptions {
         max_connections: 6,
         ..Default::default()
     };
-    let a = Store::open(&url, &opts).await.unwrap();
-    let b = Store::open(&url, &opts).await.unwrap();
+    let a = Store::open(db.url(), &opts).await.unwrap();
+    let b = Store::open(db.url(), &opts).await.unwrap();
     assert_eq!(
         (a.backend(), b.backend()),
         (Backend::Postgres, Backend::Postgres)
     );
-    Some((a, b))
+    Some((db, a, b))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pg_two_runners_run_every_job_exactly_once() {
-    let Some((s1, s2)) = two_pg_stores().await else {
+    let Some((_db, s1, s2)) = two_pg_stores().await else {
         return;
     };
     let mut ids = Vec::new();
@@ -827,15 +926,29 @@ async fn pg_two_runners_run_every_job_exactly_once() {
         );
     }
     let runs: Arc<Mutex<HashMap<i64, u32>>> = Arc::default();
+    // The nodes that have started a job. Each handler waits until both have, so neither node
+    // can drain the queue alone before the other claims (a sleep in the handler only made
+    // that unlikely): a job claimed twice would then show in `runs`.
+    let (started, _) = tokio::sync::watch::channel(std::collections::BTreeSet::<String>::new());
+    let started = Arc::new(started);
     let runner = |store: Store, worker: &str| {
         let runs = runs.clone();
+        let started = started.clone();
         JobRunner::new(store, worker)
             .concurrency(4)
             .handler("count", move |ctx: JobContext, _p| {
                 let runs = runs.clone();
+                let started = started.clone();
                 async move {
                     *runs.lock().unwrap().entry(ctx.job_id).or_default() += 1;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    started.send_modify(|s| {
+                        s.insert(ctx.worker_id.clone());
+                    });
+                    let mut seen = started.subscribe();
+                    tokio::time::timeout(DEFAULT_DEADLINE, seen.wait_for(|s| s.len() == 2))
+                        .await
+                        .map_err(|_| JobError::permanent("the other node never started a job"))?
+                        .map_err(|e| JobError::permanent(e.to_string()))?;
                     Ok(json!(ctx.worker_id))
                 }
             })
@@ -871,7 +984,7 @@ async fn pg_two_runners_run_every_job_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pg_concurrent_fire_enqueues_each_tick_once() {
-    let Some((s1, s2)) = two_pg_stores().await else {
+    let Some((_db, s1, s2)) = two_pg_stores().await else {
         return;
     };
     for i in 0..20 {
@@ -989,8 +1102,11 @@ fn schedule_spec_json_shape() {
 
 #[tokio::test]
 async fn schedules_fire_once_per_due_tick_without_catch_up_bursts() {
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         let b = store.backend().name();
+        // A clock that stands still: the real one could cross a 15-minute tick mid-test.
+        let clock = manual_clock();
+        let store = store.with_clock(clock.clone());
         let s = store
             .upsert_schedule(
                 "reconcile",
@@ -1001,12 +1117,15 @@ async fn schedules_fire_once_per_due_tick_without_catch_up_bursts() {
             .await
             .unwrap();
         assert!(s.enabled && s.last_run_at.is_none(), "{b}");
-        assert!(s.next_run_at > Utc::now() && s.next_run_at <= Utc::now() + TimeDelta::minutes(15));
+        assert!(
+            s.next_run_at > clock.now() && s.next_run_at <= clock.now() + TimeDelta::minutes(15),
+            "{b}"
+        );
         assert_eq!(s.next_run_at.timestamp() % (15 * 60), 0, "{b}");
 
         // Not due yet.
         assert_eq!(
-            store.fire_due_schedules(Utc::now()).await.unwrap(),
+            store.fire_due_schedules(clock.now()).await.unwrap(),
             0,
             "{b}"
         );
@@ -1053,7 +1172,7 @@ async fn schedules_fire_once_per_due_tick_without_catch_up_bursts() {
 
 #[tokio::test]
 async fn disabled_schedules_do_not_fire() {
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         let b = store.backend().name();
         let s = store
             .upsert_schedule(
@@ -1096,7 +1215,7 @@ async fn disabled_schedules_do_not_fire() {
 
 #[tokio::test]
 async fn upsert_list_delete_schedules() {
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         let b = store.backend().name();
         let a = store
             .upsert_schedule(
@@ -1188,26 +1307,36 @@ async fn upsert_list_delete_schedules() {
 
 #[tokio::test]
 async fn drain_fires_due_schedules() {
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         let b = store.backend().name();
-        store
+        let clock = manual_clock();
+        let store = store.with_clock(clock.clone());
+        let s = store
             .upsert_schedule("s", "ping", json!({"n": 1}), ScheduleSpec::EveryMinutes(1))
             .await
             .unwrap();
+        assert_eq!(s.next_run_at, clock.now() + TimeDelta::minutes(1), "{b}");
         let runner = JobRunner::new(store.clone(), "w").handler("ping", ok);
-        // Not due yet: nothing to do.
+        // Not due yet: nothing to do, up to the last second before the tick.
+        assert_eq!(drain(&runner).await.attempts(), 0, "{b}");
+        clock.set(s.next_run_at - TimeDelta::seconds(1));
         assert_eq!(drain(&runner).await.attempts(), 0, "{b}");
         assert_eq!(
             store.count_by_status().await.unwrap(),
             Default::default(),
             "{b}"
         );
-        // Overdue: drained like any job, once.
-        set_next_run_at(&store, "s", Utc::now() - TimeDelta::minutes(1)).await;
+        // The tick: the runner reads the store's clock, fires it and drains the job, once.
+        clock.set(s.next_run_at);
         let report = drain(&runner).await;
         assert_eq!(report.succeeded, 1, "{b}: {report:?}");
         assert_eq!(drain(&runner).await.attempts(), 0, "{b}");
-        let s = store.get_schedule("s").await.unwrap();
-        assert!(s.next_run_at > Utc::now() && s.last_run_at.is_some(), "{b}");
+        let after = store.get_schedule("s").await.unwrap();
+        assert_eq!(
+            after.next_run_at,
+            s.next_run_at + TimeDelta::minutes(1),
+            "{b}"
+        );
+        assert_eq!(after.last_run_at, Some(s.next_run_at), "{b}");
     }
 }

@@ -8,7 +8,7 @@ use g2p_domain::mts_connector::MtsConnectorSettings;
 use g2p_domain::{Registrant, RegistrantInput};
 use g2p_store::audit::Actor;
 use g2p_store::mts::{MtsCallbackItem, MtsCallbackPolicy, MtsSelection, RunKind, RunStatus};
-use g2p_store::{Store, StoreError, testing};
+use g2p_store::{Store, StoreError};
 use serde_json::{Map, json};
 
 const VID: &str = "MOSIP VID";
@@ -107,7 +107,7 @@ async fn ids_of(store: &Store, id: i64) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn claim_callback_and_delta() {
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         let a = person(&store, 1, Some("1111")).await;
         let b = person(&store, 2, Some("2222")).await;
         let _no_vid = person(&store, 3, None).await;
@@ -252,7 +252,7 @@ async fn claim_callback_and_delta() {
 
 #[tokio::test]
 async fn manual_ids_and_duplicates() {
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         let a = person(&store, 1, Some("1111")).await;
         let b = person(&store, 2, Some("2222")).await;
         let c = connector(&store).await;
@@ -299,7 +299,7 @@ async fn manual_ids_and_duplicates() {
 
 #[tokio::test]
 async fn racing_claims_never_send_a_registrant_twice() {
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         for i in 0..200 {
             person(&store, i, Some(&format!("9{i:05}"))).await;
         }
@@ -348,7 +348,7 @@ async fn racing_claims_never_send_a_registrant_twice() {
 /// applied exactly once, with one token and one audit entry.
 #[tokio::test]
 async fn concurrent_deliveries_apply_each_record_once() {
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         let mut people = vec![];
         for i in 0..60 {
             people.push(person(&store, i, Some(&format!("7{i:05}"))).await);

@@ -9,7 +9,7 @@ use g2p_store::audit::Actor;
 use g2p_store::jobs::schedules::ScheduleSpec;
 use g2p_store::mts::{ConnectorState, RunKind, RunStatus, mts_schedule_name};
 use g2p_store::mts_lifecycle::{NewMtsRun, RunQueued, StartMode};
-use g2p_store::{Store, testing};
+use g2p_store::Store;
 
 /// The audit actions written about connector `id`, oldest first.
 async fn audit_actions(store: &Store, id: i64) -> Vec<String> {
@@ -40,7 +40,7 @@ async fn run_jobs(store: &Store) -> Vec<String> {
 
 #[tokio::test]
 async fn connector_actions_are_one_transaction_and_one_audit_entry_each() {
-    for store in testing::backends().await {
+    for store in g2p_testkit::backends().await {
         let actor = Actor::system("test");
         let id = store
             .create_mts_connector(

@@ -35,7 +35,7 @@ fn init_logs() {
 
 impl TestApp {
     /// The application on a new database of the given backend; `None` when PostgreSQL is not
-    /// reachable and not required (see `g2p_store::testing`).
+    /// reachable and not required (see `g2p_testkit`).
     pub async fn spawn(backend: Backend) -> Option<TestApp> {
         init_logs();
         let (database_url, secret_key) = match backend {
@@ -47,7 +47,7 @@ impl TestApp {
             }
             // PostgreSQL requires a configured key (every node shares it).
             Backend::Postgres => (
-                g2p_store::testing::pg_database_url().await?,
+                g2p_testkit::pg_database_url().await?,
                 Some(TEST_SECRET_KEY.into()),
             ),
         };

@@ -7,6 +7,10 @@
 //! the handler runs. If a heartbeat finds the job taken over by another worker, the handler is
 //! aborted: the other worker redoes the job and this one's result would be refused anyway.
 //!
+//! Two kinds of time: what is due, when a lease ends and when a schedule ticks are read from
+//! the store's [`Clock`](g2p_domain::Clock), so a test moves them; how often the runner polls
+//! when idle and how often it heartbeats are tokio timers, a cadence that decides nothing.
+//!
 //! It must not interpret payloads, and logs only job id, kind, attempt and outcome.
 
 use std::collections::HashMap;
@@ -15,7 +19,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use serde_json::Value;
 use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -266,7 +269,7 @@ impl JobRunner {
             }
             if self.fire_schedules && Instant::now() >= next_schedule_check {
                 next_schedule_check = Instant::now() + self.poll_interval;
-                if let Err(e) = self.store.fire_due_schedules(Utc::now()).await {
+                if let Err(e) = self.store.fire_due_schedules(self.store.now()).await {
                     tracing::error!(error = %e, "firing due schedules failed");
                 }
             }
@@ -311,7 +314,7 @@ impl JobRunner {
         let never = CancellationToken::new();
         loop {
             if self.fire_schedules {
-                self.store.fire_due_schedules(Utc::now()).await?;
+                self.store.fire_due_schedules(self.store.now()).await?;
             }
             let mut tasks: JoinSet<Result<Outcome>> = JoinSet::new();
             while tasks.len() < self.concurrency {

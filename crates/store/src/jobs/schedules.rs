@@ -222,7 +222,7 @@ impl Store {
             return Err(StoreError::field("kind", "must not be empty"));
         }
         spec.validate()?;
-        let now = Utc::now();
+        let now = self.now();
         let (every_minutes, daily_at) = spec.columns();
         let row: ScheduleRow = with_db!(self, write, p => {
             sqlx::query_as(UPSERT_SQL)
@@ -274,7 +274,7 @@ impl Store {
              WHERE name = $1 AND NOT enabled RETURNING ",
             schedule_columns!()
         );
-        let now = Utc::now();
+        let now = self.now();
         if !enabled {
             let row: Option<ScheduleRow> = with_db!(self, write, p => {
                 sqlx::query_as(DISABLE_SQL).bind(name).bind(now).fetch_optional(p).await?
@@ -339,7 +339,7 @@ impl Store {
             let tick = s.next_run_at;
             let next = s.spec.next_after(now);
             let key = schedule_dedupe_key(&s.name, tick);
-            let wrote = Utc::now();
+            let wrote = self.now();
             let won = with_db!(self, write, p => {
                 let mut tx = p.begin().await?;
                 let n = sqlx::query(ADVANCE_SQL)
