@@ -91,7 +91,8 @@ macro_rules! queue_run_in_tx {
             if let Some((id,)) = active {
                 return Ok(RunQueued::AlreadyActive(id));
             }
-            let now = Utc::now();
+            // The store's clock: a test that moves it sees the run's job due when it says.
+            let now = $store.now();
             let created: MtsRun = sqlx::query_as(INSERT_RUN_SQL)
                 .bind(run.connector_id)
                 .bind(run.kind.as_str())

@@ -5,11 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use g2p_domain::mts_connector::MtsConnectorSettings;
+use g2p_store::Store;
 use g2p_store::audit::Actor;
 use g2p_store::jobs::schedules::ScheduleSpec;
 use g2p_store::mts::{ConnectorState, RunKind, RunStatus, mts_schedule_name};
 use g2p_store::mts_lifecycle::{NewMtsRun, RunQueued, StartMode};
-use g2p_store::Store;
 
 /// The audit actions written about connector `id`, oldest first.
 async fn audit_actions(store: &Store, id: i64) -> Vec<String> {

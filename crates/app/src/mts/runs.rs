@@ -41,13 +41,18 @@ pub struct MtsJobs {
     pub callback_deadline: chrono::Duration,
 }
 
-/// A failed MTS call as a job failure: MTS says itself whether a retry can help.
-pub(crate) fn mts_failed(e: MtsError) -> JobError {
-    let retryable = e.is_retryable();
+/// A failed call to an external system as a job failure: the failure says itself whether a
+/// retry can help.
+pub(crate) fn job_error(e: impl std::fmt::Display, retryable: bool) -> JobError {
     JobError {
         message: e.to_string(),
         retryable,
     }
+}
+
+pub(crate) fn mts_failed(e: MtsError) -> JobError {
+    let retryable = e.is_retryable();
+    job_error(e, retryable)
 }
 
 #[derive(Deserialize)]

@@ -17,16 +17,13 @@ use g2p_store::jobs::runner::{JobContext, JobError};
 use g2p_store::mts::{MtsConnectorRow, MtsRun};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::mts::runs::{MtsJobs, envelope, mts_failed};
+use crate::mts::runs::{MtsJobs, envelope, job_error, mts_failed};
 use crate::odk::window::{Window, iso, odata_filter, window};
 use crate::secrets::ODK_SECRET_CONTEXT;
 
 fn odk_failed(e: OdkError) -> JobError {
     let retryable = e.is_retryable();
-    JobError {
-        message: e.to_string(),
-        retryable,
-    }
+    job_error(e, retryable)
 }
 
 /// The OData Submissions URL: the configured one, or built from project and form.

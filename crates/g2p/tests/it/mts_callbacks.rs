@@ -284,7 +284,10 @@ async fn a_run_retries_after_mts_was_down_at_submit() {
             .await;
         assert_eq!(st, 202, "{run}");
         let run_id = run["id"].as_i64().expect("id");
-        let runner = g2p::job_runner(t.app.store.clone(), &t.cfg, t.app.state.secrets.clone())
+        // The job's retry comes due when this clock says so, not after real time has passed.
+        let clock = Arc::new(g2p_domain::clock::ManualClock::new(chrono::Utc::now()));
+        let store = t.app.store.clone().with_clock(clock.clone());
+        let runner = g2p::job_runner(store, &t.cfg, t.app.state.secrets.clone())
             .expect("job runner")
             .retry_policy(g2p_store::jobs::RetryPolicy {
                 base: Duration::from_millis(300),
@@ -317,7 +320,10 @@ async fn a_run_retries_after_mts_was_down_at_submit() {
         .await
         .expect("mts");
         mts.serve(addr).await.expect("serve on the same port");
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        // Nothing is due before the backoff has passed on the store's clock.
+        let early = runner.drain_until_idle().await.expect("drain");
+        assert_eq!(early.attempts(), 0, "ran before its retry time");
+        clock.advance(Duration::from_millis(400));
         runner.drain_until_idle().await.expect("drain");
         let done = crate::mts_connector::wait_run(&t, run_id).await;
         assert_eq!(done["sent"], 1, "{done}");
