@@ -1092,7 +1092,11 @@ pub async fn create(
         .await;
     }
     // An empty callback URL becomes this registry's receiver of the new connector, whose id
-    // is known only inside the create's transaction.
+    // is known only inside the create's transaction: the use case puts it there.
+    let mut input = input;
+    if default_callback {
+        input.callback_url = None;
+    }
     let receiver = origin
         .filter(|_| default_callback)
         .map(|o| move |id: i64| receiver_url(&o, id));
