@@ -16,7 +16,7 @@ use g2p_domain::mts_connector::{MtsConnectorInput, MtsConnectorSettings};
 use g2p_domain::{
     BankAccountInput, MembershipInput, PhoneNumberInput, RegIdInput, RegistrantInput, Role,
 };
-use g2p_sim::mts::{MockAuthenticator, MtsConfig, MtsService};
+use g2p_mts::{MockAuthenticator, MtsConfig, MtsService};
 use g2p_store::audit::Actor;
 use g2p_store::mts::run_status;
 use g2p_store::{Store, StoreError};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{TimeDelta, Utc};
 use clap::Args;
-use g2p_sim::mts::{AuthField, MockAuthenticator, MtsConfig, MtsService};
+use g2p_mts::{AuthField, MockAuthenticator, MtsConfig, MtsService};
 use g2p_sim::odk::OdkSim;
 
 use crate::shutdown_signal;
@@ -20,7 +20,7 @@ pub struct MtsServeArgs {
     #[arg(long, default_value = "127.0.0.1:8090")]
     pub listen: SocketAddr,
     /// The queue's database: sqlite://FILE (default, embedded) or postgres://… .
-    #[arg(long = "database", default_value = g2p_sim::mts::DEFAULT_DATABASE_URL, env = "G2P_MTS_DATABASE_URL")]
+    #[arg(long = "database", default_value = g2p_mts::DEFAULT_DATABASE_URL, env = "G2P_MTS_DATABASE_URL")]
     pub database: String,
     /// Partner id (enters the mock token formula).
     #[arg(long, default_value = "mpartner-default-mosip")]

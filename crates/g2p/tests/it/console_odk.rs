@@ -3,7 +3,7 @@
 //! outcome filter and keyset pages, possible duplicates linked to the registrant they
 //! duplicate), the manual window form with its inline errors, and the roles; then a walk in
 //! headless Chromium: an admin creates an ODK connector through the form (refused first, inline),
-//! runs it against `g2p_sim::odk` and `g2p_sim::mts`, and sees the run's outcome and the
+//! runs it against `g2p_sim::odk` and `g2p_mts`, and sees the run's outcome and the
 //! created submissions, then re-reads the window through the manual window form.
 //!
 //! The browser test needs `/usr/bin/chromedriver` and `/usr/bin/chromium`; without them it

@@ -1,6 +1,6 @@
 //! The MTS callback receiver against what real deliveries do: callbacks replayed, results of an
 //! earlier send arriving after a newer one, and MTS down when a run submits. Over real HTTP
-//! between g2p and `g2p_sim::mts`, on SQLite and PostgreSQL.
+//! between g2p and `g2p_mts`, on SQLite and PostgreSQL.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
-use g2p_sim::mts::{MockAuthenticator, MtsConfig, MtsService};
+use g2p_mts::{MockAuthenticator, MtsConfig, MtsService};
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;

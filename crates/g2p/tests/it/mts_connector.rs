@@ -1,10 +1,10 @@
 //! Registry MTS Connector end to end over real HTTP: g2p (API, worker via `drain_jobs`, callback
-//! receiver) and `g2p_sim::mts` on its own socket, on SQLite and PostgreSQL.
+//! receiver) and `g2p_mts` on its own socket, on SQLite and PostgreSQL.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use g2p_sim::mts::{MockAuthenticator, MtsConfig, MtsService, mock_token};
+use g2p_mts::{MockAuthenticator, MtsConfig, MtsService, mock_token};
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;

@@ -161,7 +161,7 @@ async fn sigkill_mid_request_loses_no_record() {
         let vid = format!("7{n:05}");
         assert_eq!(
             v["token"],
-            g2p_sim::mts::mock_token(&vid, "mpartner-default-mosip")
+            g2p_mts::mock_token(&vid, "mpartner-default-mosip")
         );
     }
     for id in &ids {

@@ -11,7 +11,7 @@
 //!
 //! The queue database is SQLite by default ([`DEFAULT_DATABASE_URL`], an embedded file) or
 //! PostgreSQL (`postgres://…`; claims with `FOR UPDATE SKIP LOCKED`); migrations per dialect
-//! in `crates/sim/migrations/mts/`.
+//! in `migrations/` of this crate.
 //!
 //! Sync mode (§4.6) is `MtsConfig::sync_mode`: `POST /authtoken/json` authenticates one record
 //! in the call, csv and odk are not routed; an IDA failure's message gets MTS's `". "` suffix

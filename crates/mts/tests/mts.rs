@@ -6,9 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use g2p_sim::mts::{
-    Authenticator, FailureRule, MockAuthenticator, MtsConfig, MtsService, mock_token,
-};
+use g2p_mts::{Authenticator, FailureRule, MockAuthenticator, MtsConfig, MtsService, mock_token};
 use serde_json::{Value, json};
 
 struct Mts {
@@ -149,10 +147,7 @@ fn check_envelope(b: &Value) -> Vec<(String, String)> {
     assert_eq!(b["version"], "1.1.0");
     assert_eq!(b["metadata"], json!({}));
     let rt = b["responsetime"].as_str().expect("responsetime");
-    assert!(
-        g2p_sim::mts::valid_requesttime(rt) && rt.len() == 24,
-        "{rt}"
-    );
+    assert!(g2p_mts::valid_requesttime(rt) && rt.len() == 24, "{rt}");
     let t = chrono::DateTime::parse_from_rfc3339(rt).expect("rfc3339");
     let age = chrono::Utc::now().signed_duration_since(t);
     assert!(age.num_seconds().abs() < 5, "responsetime is real: {rt}");
@@ -1026,7 +1021,7 @@ mod receiver {
 
 fn callback_cfg() -> MtsConfig {
     MtsConfig {
-        callback_retry: g2p_sim::mts::RetryPolicy {
+        callback_retry: g2p_mts::RetryPolicy {
             max_attempts: 30,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(400),
@@ -1043,7 +1038,7 @@ fn callback(authdata: Vec<Value>, props: Value) -> Value {
 
 impl Mts {
     /// Waits until every delivery of `id` is no longer pending; returns them.
-    async fn wait_delivered(&self, id: &str) -> Vec<g2p_sim::mts::Delivery> {
+    async fn wait_delivered(&self, id: &str) -> Vec<g2p_mts::Delivery> {
         let start = Instant::now();
         loop {
             let d = self.svc.deliveries(id).await.expect("deliveries");
@@ -1807,7 +1802,7 @@ async fn envelope_errors_on_csv_and_odk_routes() {
 /// first failing check in the spec's order decides.
 #[tokio::test]
 async fn record_validation_codes_and_messages() {
-    use g2p_sim::mts::AuthField;
+    use g2p_mts::AuthField;
     let cfg = MtsConfig {
         mandatory_fields: vec![
             AuthField::Name,
@@ -2014,13 +2009,13 @@ async fn sync_mode_error_codes() {
 }
 
 /// An authenticator answering a fixed outcome, to drive the IDA outcomes of spec §5.4.
-struct FixedAuth(g2p_sim::mts::AuthOutcome);
+struct FixedAuth(g2p_mts::AuthOutcome);
 
 impl Authenticator for FixedAuth {
     fn authenticate<'a>(
         &'a self,
-        _req: &'a g2p_sim::mts::AuthRequest,
-    ) -> futures::future::BoxFuture<'a, g2p_sim::mts::AuthOutcome> {
+        _req: &'a g2p_mts::AuthRequest,
+    ) -> futures::future::BoxFuture<'a, g2p_mts::AuthOutcome> {
         Box::pin(async move { self.0.clone() })
     }
 }
@@ -2030,7 +2025,7 @@ impl Authenticator for FixedAuth {
 /// authenticator of §7, which is not implemented yet.)
 #[tokio::test]
 async fn ida_outcome_codes_reach_the_output() {
-    use g2p_sim::mts::AuthOutcome;
+    use g2p_mts::AuthOutcome;
     for (code, msg) in [
         ("AUT_BAS_001", Some("Not Able to process auth request.")),
         ("ATS-REQ-100", Some("Unknown exception")),

@@ -72,8 +72,8 @@ macro_rules! with_pool {
     };
 }
 
-static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/mts/sqlite");
-static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/mts/postgres");
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 #[derive(Debug, Clone, FromRow)]
 pub struct RequestRow {
