@@ -413,7 +413,7 @@ pub async fn run_phase(args: &MtsPhaseArgs) -> anyhow::Result<PhaseResult> {
         })
     }
     .await;
-    svc.abort().await;
+    svc.shutdown().await;
     receiver.abort();
     let mut result = outcome?;
     result.peak_rss_kb = peak_rss_kb();

@@ -381,7 +381,7 @@ pub async fn run(mut cfg: Config, opts: DemoOptions) -> anyhow::Result<i32> {
     let odk = demo_odk::start_odk(ODK_SUBMISSIONS).await?;
     let result = tokenise_and_report(&app, &mts_url, &odk, &opts).await;
     odk.abort();
-    mts.abort().await;
+    mts.shutdown().await;
     app.stop().await;
     result
 }
@@ -510,7 +510,7 @@ async fn start_mts() -> anyhow::Result<(MtsService, String)> {
     let (addr, _server) = match svc.serve(addr).await {
         Ok(s) => s,
         Err(e) => {
-            svc.abort().await;
+            svc.shutdown().await;
             return Err(anyhow::Error::new(e).context("cannot serve g2p mts"));
         }
     };

@@ -27,6 +27,12 @@ fn fast_cfg() -> MtsConfig {
     }
 }
 
+/// This test binary is not g2p: jq runs in the crate's own worker program.
+fn with_jq_worker(cfg: &mut MtsConfig) {
+    cfg.jq.worker_program = Some(env!("CARGO_BIN_EXE_g2p-mts-jq-worker").into());
+    cfg.jq.worker_args = Vec::new();
+}
+
 fn mock() -> MockAuthenticator {
     MockAuthenticator::new("mpartner-default-mosip").with_default_failures()
 }
@@ -35,7 +41,8 @@ impl Mts {
     async fn spawn() -> Self {
         Self::spawn_with(fast_cfg(), &temp_db(), Arc::new(mock())).await
     }
-    async fn spawn_with(cfg: MtsConfig, db: &str, auth: Arc<dyn Authenticator>) -> Self {
+    async fn spawn_with(mut cfg: MtsConfig, db: &str, auth: Arc<dyn Authenticator>) -> Self {
+        with_jq_worker(&mut cfg);
         let svc = MtsService::start(cfg, db, auth).await.expect("start");
         let (addr, _) = svc
             .serve("127.0.0.1:0".parse().expect("addr"))
@@ -665,6 +672,11 @@ async fn hostile_output_format_is_a_record_error() {
         "[range(1e9)]",
         "def f: 1 + f; f",
         "[limit(100000000; repeat(1))]",
+        // Past the screen: bounded by the worker's CPU time and memory limits.
+        "reduce ([0,1]|combinations(40)) as $x (0; .+1)",
+        ".input.vid | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. \
+         | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. \
+         | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+.",
     ] {
         let mut req = download(vec![person("1", 1)]);
         req["outputFormat"] = json!(program);
@@ -735,7 +747,7 @@ async fn restart_mid_request_loses_nothing() {
     let (_, b) = m.get(&format!("/authtoken/status/{id}")).await;
     assert_eq!(b["response"]["status"], "processing");
     // Crash: every task stops, records being authenticated stay `processing`.
-    m.svc.abort().await;
+    m.svc.simulate_crash().await;
     assert!(m.http.get(format!("{}/ping", m.base)).send().await.is_err());
 
     let m2 = Mts::spawn_with(cfg, &db, Arc::new(auth)).await;
@@ -749,7 +761,7 @@ async fn restart_mid_request_loses_nothing() {
             mock_token(&format!("55{i}"), "mpartner-default-mosip")
         );
     }
-    m2.svc.abort().await;
+    m2.svc.shutdown().await;
 }
 
 #[tokio::test]
@@ -1245,7 +1257,7 @@ async fn callback_receiver_down_then_up_survives_restart() {
     );
     assert!(d[0].last_error.is_some());
     // The service restarts while the receiver is still down; the callbacks are still owed.
-    m.svc.abort().await;
+    m.svc.shutdown().await;
     let m2 = Mts::spawn_with(callback_cfg(), &db, Arc::new(mock())).await;
     let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind");
     let rx = receiver::start_on(listener, Arc::new(receiver::Knobs::default())).await;
@@ -1584,7 +1596,7 @@ async fn postgres_queue_restart_and_callbacks() {
         .submit_ok(callback(data, json!({"url": format!("{}/cb", rx.base)})))
         .await;
     tokio::time::sleep(Duration::from_millis(250)).await;
-    m.svc.abort().await;
+    m.svc.simulate_crash().await;
 
     let m2 = Mts::spawn_with(cfg, &url, Arc::new(auth)).await;
     assert_eq!(m2.wait_processed(&id).await, "processed_with_errors");
@@ -1609,7 +1621,7 @@ async fn postgres_queue_restart_and_callbacks() {
     assert_eq!(out[0]["value"], mock_token("660", "mpartner-default-mosip"));
     assert_eq!(out[5]["status"], "invalid");
     assert_eq!(out[7]["status"], "error");
-    m2.svc.abort().await;
+    m2.svc.shutdown().await;
     pg_drop(&admin, &name).await;
 }
 
@@ -2045,7 +2057,7 @@ async fn ida_outcome_codes_reach_the_output() {
             json!({"vid": "1", "status": "error", "token": null, "errorCode": code,
                    "errorMessage": msg})
         );
-        m.svc.abort().await;
+        m.svc.shutdown().await;
     }
 }
 

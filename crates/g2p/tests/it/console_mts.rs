@@ -276,7 +276,7 @@ async fn mts_connector_in_a_browser() {
     let bad = person(&t, 2, BAD_VID).await;
     let outcome = browser::session(|c| walk(c, &t, &mts_url, ok, bad)).await;
     t.stop().await;
-    mts.abort().await;
+    mts.shutdown().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }

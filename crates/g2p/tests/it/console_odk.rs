@@ -300,7 +300,7 @@ async fn odk_connector_pages_show_windows_outcomes_and_submissions() {
         assert!(row.contains("1 of 1 received") && row.contains("<li>unchanged 1</li>"));
         t.stop().await;
     }
-    mts.abort().await;
+    mts.shutdown().await;
 }
 
 #[tokio::test]
@@ -354,7 +354,7 @@ async fn odk_connector_in_a_browser() {
     let t = TestApp::spawn(Backend::Sqlite).await.expect("app");
     let outcome = browser::session(|c| walk(c, &t, &mts_url, &odk_url, [&ok, &bad])).await;
     t.stop().await;
-    mts.abort().await;
+    mts.shutdown().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }

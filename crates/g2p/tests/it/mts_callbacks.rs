@@ -254,7 +254,7 @@ async fn replayed_and_out_of_order_callbacks_change_nothing() {
         relay.task.abort();
         t.stop().await;
     }
-    mts.abort().await;
+    mts.shutdown().await;
 }
 
 /// MTS is down when the run submits: nothing is marked sent, the run shows why and stays
@@ -308,6 +308,7 @@ async fn a_run_retries_after_mts_was_down_at_submit() {
         let mts = MtsService::start(
             MtsConfig {
                 poll_interval: Duration::from_millis(50),
+                jq: crate::mts_connector::jq_workers(),
                 ..MtsConfig::default()
             },
             "sqlite::memory:",
@@ -321,7 +322,7 @@ async fn a_run_retries_after_mts_was_down_at_submit() {
         let done = crate::mts_connector::wait_run(&t, run_id).await;
         assert_eq!(done["sent"], 1, "{done}");
         assert_eq!(done["progress"]["processed"], 1, "{done}");
-        mts.abort().await;
+        mts.shutdown().await;
         t.stop().await;
     }
 }

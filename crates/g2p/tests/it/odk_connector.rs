@@ -372,7 +372,7 @@ async fn imports_odk_submissions_by_window_without_duplicates() {
         relay.task.abort();
         t.stop().await;
     }
-    mts.abort().await;
+    mts.shutdown().await;
 }
 
 /// An MTS that refuses every request as invalid.
@@ -513,7 +513,7 @@ async fn household_forms_make_groups_and_failures_can_be_held() {
         assert_eq!(registrant_count(&t).await, 3);
         t.stop().await;
     }
-    mts.abort().await;
+    mts.shutdown().await;
 }
 
 #[tokio::test]
