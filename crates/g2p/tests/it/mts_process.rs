@@ -187,7 +187,9 @@ fn tempfile_dir() -> std::path::PathBuf {
 }
 
 /// Sends SIGTERM to `child` and waits (at most `bound`) for it to exit; returns its status.
-fn sigterm_and_wait(child: &mut Child, bound: Duration) -> std::process::ExitStatus {
+/// Async, so the callback receiver on this test's runtime keeps answering the deliveries the
+/// process finishes while it stops.
+async fn sigterm_and_wait(child: &mut Child, bound: Duration) -> std::process::ExitStatus {
     let pid = child.id().to_string();
     let sent = Command::new("kill")
         .args(["-TERM", &pid])
@@ -203,7 +205,7 @@ fn sigterm_and_wait(child: &mut Child, bound: Duration) -> std::process::ExitSta
             let _ = child.kill();
             panic!("g2p mts did not exit within {bound:?} of SIGTERM");
         }
-        std::thread::sleep(Duration::from_millis(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -268,7 +270,7 @@ async fn sigterm_mid_work(grace_ms: &str) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let exit = sigterm_and_wait(&mut child, Duration::from_secs(15));
+    let exit = sigterm_and_wait(&mut child, Duration::from_secs(15)).await;
     assert!(exit.success(), "exit status after SIGTERM: {exit:?}");
     let before = got.lock().expect("lock").len();
     assert!(
@@ -332,7 +334,7 @@ async fn sigterm_mid_work(grace_ms: &str) {
     for id in &ids {
         assert_eq!(status(&http, &base, id).await, "processed");
     }
-    let exit = sigterm_and_wait(&mut child, Duration::from_secs(15));
+    let exit = sigterm_and_wait(&mut child, Duration::from_secs(15)).await;
     assert!(exit.success(), "{exit:?}");
     let mut by_ref: HashMap<i64, usize> = HashMap::new();
     for v in got.lock().expect("lock").iter() {
@@ -540,7 +542,7 @@ async fn hostile_output_formats_stay_bounded() {
         "a jq worker reached {} MiB",
         worker_rss >> 20
     );
-    let exit = sigterm_and_wait(&mut child, Duration::from_secs(15));
+    let exit = sigterm_and_wait(&mut child, Duration::from_secs(15)).await;
     assert!(exit.success(), "{exit:?}");
     let _ = std::fs::remove_dir_all(dir);
 }
