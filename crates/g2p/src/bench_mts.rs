@@ -1,5 +1,5 @@
 //! `g2p bench mts`: end-to-end throughput of the MTS-compatible token seeder
-//! ([`g2p_sim::mts`]) with callback delivery, and its peak memory.
+//! ([`g2p_mts`]) with callback delivery, and its peak memory.
 //!
 //! Each phase runs in a child process (`g2p bench mts-phase`, hidden) so that the peak RSS it
 //! reports (`VmHWM`) belongs to that phase alone. A phase starts, in that process, the MTS
@@ -24,7 +24,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use futures::StreamExt;
-use g2p_sim::mts::{MockAuthenticator, MtsConfig, MtsService, format_time};
+use g2p_mts::{MockAuthenticator, MtsConfig, MtsService, format_time};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -413,7 +413,7 @@ pub async fn run_phase(args: &MtsPhaseArgs) -> anyhow::Result<PhaseResult> {
         })
     }
     .await;
-    svc.abort().await;
+    svc.shutdown().await;
     receiver.abort();
     let mut result = outcome?;
     result.peak_rss_kb = peak_rss_kb();
@@ -645,7 +645,7 @@ mod tests {
             Some(3)
         );
         assert_eq!(body["request"]["callbackProperties"]["callInBulk"], true);
-        assert!(g2p_sim::mts::valid_requesttime(
+        assert!(g2p_mts::valid_requesttime(
             body["requesttime"].as_str().unwrap_or_default()
         ));
     }

@@ -729,7 +729,7 @@ async fn tokens(store: &Store) -> anyhow::Result<(u64, u64)> {
         let expected = key
             .as_deref()
             .and_then(index_of_key)
-            .map(|i| g2p_sim::mts::mock_token(&vid(i), PARTNER_ID));
+            .map(|i| g2p_mts::mock_token(&vid(i), PARTNER_ID));
         if expected.as_deref() == Some(token.as_str()) {
             right += 1;
         }
@@ -1145,7 +1145,7 @@ async fn claim_all(
                 .await?;
             for r in claim.records {
                 sent.push(Sent {
-                    token: g2p_sim::mts::mock_token(&r.vid, PARTNER_ID),
+                    token: g2p_mts::mock_token(&r.vid, PARTNER_ID),
                     reference: r.reference,
                     registrant_id: r.registrant.id,
                 });

@@ -17,7 +17,7 @@ use g2p_domain::mts_connector::{MtsConnectorInput, MtsConnectorSettings};
 use g2p_domain::{
     BankAccountInput, MembershipInput, PhoneNumberInput, RegIdInput, RegistrantInput, Role,
 };
-use g2p_sim::mts::{MockAuthenticator, MtsConfig, MtsService};
+use g2p_mts::{MockAuthenticator, MtsConfig, MtsService};
 use g2p_store::Store;
 use g2p_store::audit::Actor;
 use g2p_store::mts::RunStatus;
@@ -380,7 +380,7 @@ pub async fn run(mut cfg: Config, opts: DemoOptions) -> anyhow::Result<i32> {
     let odk = demo_odk::start_odk(ODK_SUBMISSIONS).await?;
     let result = tokenise_and_report(&app, &mts_url, &odk, &opts).await;
     odk.abort();
-    mts.abort().await;
+    mts.shutdown().await;
     app.stop().await;
     result
 }
@@ -509,7 +509,7 @@ async fn start_mts() -> anyhow::Result<(MtsService, String)> {
     let (addr, _server) = match svc.serve(addr).await {
         Ok(s) => s,
         Err(e) => {
-            svc.abort().await;
+            svc.shutdown().await;
             return Err(anyhow::Error::new(e).context("cannot serve g2p mts"));
         }
     };

@@ -44,7 +44,7 @@ enum Command {
     /// MOSIP Token Seeder compatible service (with the mock authenticator).
     Mts {
         #[command(subcommand)]
-        command: MtsCommand,
+        command: g2p::sims::MtsCommand,
     },
     /// Simulators of external systems, for demos and tests.
     Sim {
@@ -90,12 +90,6 @@ enum Command {
 }
 
 #[derive(Subcommand)]
-enum MtsCommand {
-    /// Serve the MTS API (/authtoken/json, csv, odk, status, file, authfields, ping).
-    Serve(g2p::sims::MtsServeArgs),
-}
-
-#[derive(Subcommand)]
 enum SimCommand {
     /// Serve an ODK Central simulator (sessions, forms, OData submissions).
     Odk(g2p::sims::OdkSimArgs),
@@ -116,6 +110,11 @@ enum AdminCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // `g2p mts` is a product of its own, with its own settings (g2p-mts.toml, G2P_MTS_*): g2p's
+    // configuration is not read, and its jq worker must start nothing but itself.
+    if let Command::Mts { command } = cli.command {
+        return g2p::sims::mts_main(command, cli.config.as_deref());
+    }
     let mut cfg = Config::load(cli.config.as_deref())?;
     if let Some(db) = cli.database {
         cfg.database_url = db;
@@ -146,9 +145,7 @@ async fn run(command: Command, mut cfg: Config) -> anyhow::Result<()> {
             tracing::info!(database = %cfg.database_url_redacted(), "g2p worker starting");
             g2p::run_worker(&cfg).await?;
         }
-        Command::Mts {
-            command: MtsCommand::Serve(args),
-        } => g2p::sims::mts_serve(args).await?,
+        Command::Mts { .. } => anyhow::bail!("g2p mts runs before the configuration is read"),
         Command::Sim {
             command: SimCommand::Odk(args),
         } => g2p::sims::odk_sim(args).await?,

@@ -1,5 +1,5 @@
 //! The MTS connector pages of the console: plain HTTP checks of roles, secrets and the polled
-//! fragment, then a walk in headless Chromium against `g2p_sim::mts` (in-process): create a
+//! fragment, then a walk in headless Chromium against `g2p_mts` (in-process): create a
 //! connector (an invalid mapping first, shown inline), run it, and watch the run complete with
 //! one record processed and one failed.
 //!
@@ -11,7 +11,7 @@
 #![allow(clippy::expect_used, clippy::panic)]
 
 use fantoccini::{Client, Locator};
-use g2p_sim::mts::mock_token;
+use g2p_mts::mock_token;
 use g2p_store::Backend;
 use serde_json::json;
 
@@ -276,7 +276,7 @@ async fn mts_connector_in_a_browser() {
     let bad = person(&t, 2, BAD_VID).await;
     let outcome = browser::session(|c| walk(c, &t, &mts_url, ok, bad)).await;
     t.stop().await;
-    mts.abort().await;
+    mts.shutdown().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }

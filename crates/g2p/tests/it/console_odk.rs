@@ -3,7 +3,7 @@
 //! outcome filter and keyset pages, possible duplicates linked to the registrant they
 //! duplicate), the manual window form with its inline errors, and the roles; then a walk in
 //! headless Chromium: an admin creates an ODK connector through the form (refused first, inline),
-//! runs it against `g2p_sim::odk` and `g2p_sim::mts`, and sees the run's outcome and the
+//! runs it against `g2p_sim::odk` and `g2p_mts`, and sees the run's outcome and the
 //! created submissions, then re-reads the window through the manual window form.
 //!
 //! The browser test needs `/usr/bin/chromedriver` and `/usr/bin/chromium`; without them it
@@ -300,7 +300,7 @@ async fn odk_connector_pages_show_windows_outcomes_and_submissions() {
         assert!(row.contains("1 of 1 received") && row.contains("<li>unchanged 1</li>"));
         t.stop().await;
     }
-    mts.abort().await;
+    mts.shutdown().await;
 }
 
 #[tokio::test]
@@ -354,7 +354,7 @@ async fn odk_connector_in_a_browser() {
     let t = TestApp::spawn(Backend::Sqlite).await.expect("app");
     let outcome = browser::session(|c| walk(c, &t, &mts_url, &odk_url, [&ok, &bad])).await;
     t.stop().await;
-    mts.abort().await;
+    mts.shutdown().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }

@@ -1,6 +1,6 @@
 //! The MTS callback receiver against what real deliveries do: callbacks replayed, results of an
 //! earlier send arriving after a newer one, and MTS down when a run submits. Over real HTTP
-//! between g2p and `g2p_sim::mts`, on SQLite and PostgreSQL.
+//! between g2p and `g2p_mts`, on SQLite and PostgreSQL.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
-use g2p_sim::mts::{MockAuthenticator, MtsConfig, MtsService};
+use g2p_mts::{MockAuthenticator, MtsConfig, MtsService};
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
@@ -254,7 +254,7 @@ async fn replayed_and_out_of_order_callbacks_change_nothing() {
         relay.task.abort();
         t.stop().await;
     }
-    mts.abort().await;
+    mts.shutdown().await;
 }
 
 /// MTS is down when the run submits: nothing is marked sent, the run shows why and stays
@@ -312,6 +312,7 @@ async fn a_run_retries_after_mts_was_down_at_submit() {
         let mts = MtsService::start(
             MtsConfig {
                 poll_interval: Duration::from_millis(50),
+                jq: crate::mts_connector::jq_workers(),
                 ..MtsConfig::default()
             },
             "sqlite::memory:",
@@ -328,7 +329,7 @@ async fn a_run_retries_after_mts_was_down_at_submit() {
         let done = crate::mts_connector::wait_run(&t, run_id).await;
         assert_eq!(done["sent"], 1, "{done}");
         assert_eq!(done["progress"]["processed"], 1, "{done}");
-        mts.abort().await;
+        mts.shutdown().await;
         t.stop().await;
     }
 }

@@ -1,18 +1,28 @@
 //! Registry MTS Connector end to end over real HTTP: g2p (API, worker via `drain_jobs`, callback
-//! receiver) and `g2p_sim::mts` on its own socket, on SQLite and PostgreSQL.
+//! receiver) and `g2p_mts` on its own socket, on SQLite and PostgreSQL.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use g2p_sim::mts::{MockAuthenticator, MtsConfig, MtsService, mock_token};
+use g2p_mts::{MockAuthenticator, MtsConfig, MtsService, mock_token};
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
+
+/// The jq pool of an in-process `g2p mts`: this test binary is not g2p, so its workers are the
+/// g2p binary's (`g2p mts jq-worker`).
+pub(crate) fn jq_workers() -> g2p_mts::JqSettings {
+    g2p_mts::JqSettings {
+        worker_program: Some(env!("CARGO_BIN_EXE_g2p").into()),
+        ..g2p_mts::JqSettings::default()
+    }
+}
 
 /// `g2p mts` in-process on a free port (mock authenticator with its default failures).
 pub(crate) async fn start_mts() -> (MtsService, String) {
     let cfg = MtsConfig {
         poll_interval: Duration::from_millis(50),
+        jq: jq_workers(),
         ..MtsConfig::default()
     };
     let auth = MockAuthenticator::new("mpartner-default-mosip").with_default_failures();
@@ -213,7 +223,7 @@ async fn tokenises_registrants_through_mts_callbacks() {
         }
         t.stop().await;
     }
-    mts.abort().await;
+    mts.shutdown().await;
 }
 
 async fn connector(t: &TestApp, name: &str, mts_url: &str, extra: Value) -> i64 {
@@ -327,7 +337,7 @@ async fn recurring_connector_takes_only_the_delta_until_stopped() {
         assert_eq!(runs.as_array().map(Vec::len), Some(2), "{runs}");
         t.stop().await;
     }
-    mts.abort().await;
+    mts.shutdown().await;
 }
 
 /// MTS loses its queue after taking a chunk (restarted on a fresh database): the watchdog's
@@ -336,7 +346,10 @@ async fn recurring_connector_takes_only_the_delta_until_stopped() {
 async fn lost_callbacks_are_recovered_by_status_polling() {
     for t in TestApp::all().await {
         let slow = MtsService::start(
-            MtsConfig::default(),
+            MtsConfig {
+                jq: jq_workers(),
+                ..MtsConfig::default()
+            },
             "sqlite::memory:",
             Arc::new(MockAuthenticator {
                 latency: Duration::from_secs(30),
@@ -374,7 +387,7 @@ async fn lost_callbacks_are_recovered_by_status_polling() {
             .expect("job runner");
         runner.drain_until_idle().await.expect("drain");
         // Gone with its queue before any callback.
-        slow.abort().await;
+        slow.simulate_crash().await;
         let (fresh, fresh_url) = start_mts().await;
         let (st, _) = t
             .call(
@@ -395,7 +408,7 @@ async fn lost_callbacks_are_recovered_by_status_polling() {
             .await;
         assert_eq!(runs[0]["kind"], "retry", "{runs}");
         assert_eq!(runs[0]["sent"], 1, "{runs}");
-        fresh.abort().await;
+        fresh.shutdown().await;
         t.stop().await;
     }
 }
@@ -467,7 +480,7 @@ async fn manual_import_by_id_list_and_by_csv() {
         assert_eq!(st, 403);
         t.stop().await;
     }
-    mts.abort().await;
+    mts.shutdown().await;
 }
 
 /// Two nodes on one PostgreSQL database: runs asked for at once from both (API, schedule
@@ -548,5 +561,5 @@ async fn two_nodes_on_one_postgres_never_submit_a_registrant_twice() {
     assert_eq!(sent, n as i64, "each registrant sent once: {runs}");
     other.stop().await;
     t.stop().await;
-    mts.abort().await;
+    mts.shutdown().await;
 }

@@ -1,4 +1,4 @@
-//! ODK MTS Connector end to end over real HTTP: g2p (API, worker, receiver), `g2p_sim::mts`
+//! ODK MTS Connector end to end over real HTTP: g2p (API, worker, receiver), `g2p_mts`
 //! pulling from `g2p_sim::odk` (ODK Central) on their own sockets, on SQLite and PostgreSQL.
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -205,7 +205,7 @@ async fn imports_odk_submissions_by_window_without_duplicates() {
             ids1[0],
             (
                 "MOSIP AUTH TOKEN".to_owned(),
-                g2p_sim::mts::mock_token("1234567890123456", "mpartner-default-mosip")
+                g2p_mts::mock_token("1234567890123456", "mpartner-default-mosip")
             )
         );
         assert_eq!(ids1[1], ("ODK INSTANCE ID".to_owned(), s1.clone()));
@@ -372,7 +372,7 @@ async fn imports_odk_submissions_by_window_without_duplicates() {
         relay.task.abort();
         t.stop().await;
     }
-    mts.abort().await;
+    mts.shutdown().await;
 }
 
 /// An MTS that refuses every request as invalid.
@@ -513,7 +513,7 @@ async fn household_forms_make_groups_and_failures_can_be_held() {
         assert_eq!(registrant_count(&t).await, 3);
         t.stop().await;
     }
-    mts.abort().await;
+    mts.shutdown().await;
 }
 
 #[tokio::test]

@@ -1,7 +1,9 @@
-//! Configuration of the MTS simulator. Owns defaults only; it never reads files or the
-//! environment (the binary layers those on top).
+//! Configuration of the service, as the library takes it. Owns defaults only; it never reads
+//! files or the environment (`settings.rs` layers those for `g2p mts serve`).
 
 use std::time::Duration;
+
+use crate::jq::JqSettings;
 
 /// The queue database when none is given: an embedded SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://mts-queue.sqlite";
@@ -73,8 +75,11 @@ pub struct MtsConfig {
     pub max_request_bytes: usize,
     /// Largest number of records in one request.
     pub max_records: usize,
-    /// Wall-clock bound of one `outputFormat` evaluation.
-    pub jq_timeout: Duration,
+    /// The jq worker pool: processes, time and memory limits of `outputFormat` evaluation.
+    pub jq: JqSettings,
+    /// How long [`crate::MtsService::shutdown`] lets workers finish their batch and servers
+    /// their requests before unfinished records go back to the queue.
+    pub shutdown_grace: Duration,
     /// MTS `root.sync_operation_mode` (spec §4.6): `POST /authtoken/json` authenticates one
     /// record inside the call; the csv and odk routes are not served.
     pub sync_mode: bool,
@@ -105,7 +110,8 @@ impl Default for MtsConfig {
             callback_retry: RetryPolicy::default(),
             max_request_bytes: 64 * 1024 * 1024,
             max_records: 100_000,
-            jq_timeout: Duration::from_secs(2),
+            jq: JqSettings::default(),
+            shutdown_grace: Duration::from_secs(10),
             poll_interval: Duration::from_secs(1),
             sync_mode: false,
             odk_page_size: 1000,

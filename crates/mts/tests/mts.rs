@@ -6,9 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use g2p_sim::mts::{
-    Authenticator, FailureRule, MockAuthenticator, MtsConfig, MtsService, mock_token,
-};
+use g2p_mts::{Authenticator, FailureRule, MockAuthenticator, MtsConfig, MtsService, mock_token};
 use serde_json::{Value, json};
 
 struct Mts {
@@ -29,6 +27,12 @@ fn fast_cfg() -> MtsConfig {
     }
 }
 
+/// This test binary is not g2p: jq runs in the crate's own worker program.
+fn with_jq_worker(cfg: &mut MtsConfig) {
+    cfg.jq.worker_program = Some(env!("CARGO_BIN_EXE_g2p-mts-jq-worker").into());
+    cfg.jq.worker_args = Vec::new();
+}
+
 fn mock() -> MockAuthenticator {
     MockAuthenticator::new("mpartner-default-mosip").with_default_failures()
 }
@@ -37,7 +41,8 @@ impl Mts {
     async fn spawn() -> Self {
         Self::spawn_with(fast_cfg(), &temp_db(), Arc::new(mock())).await
     }
-    async fn spawn_with(cfg: MtsConfig, db: &str, auth: Arc<dyn Authenticator>) -> Self {
+    async fn spawn_with(mut cfg: MtsConfig, db: &str, auth: Arc<dyn Authenticator>) -> Self {
+        with_jq_worker(&mut cfg);
         let svc = MtsService::start(cfg, db, auth).await.expect("start");
         let (addr, _) = svc
             .serve("127.0.0.1:0".parse().expect("addr"))
@@ -149,10 +154,7 @@ fn check_envelope(b: &Value) -> Vec<(String, String)> {
     assert_eq!(b["version"], "1.1.0");
     assert_eq!(b["metadata"], json!({}));
     let rt = b["responsetime"].as_str().expect("responsetime");
-    assert!(
-        g2p_sim::mts::valid_requesttime(rt) && rt.len() == 24,
-        "{rt}"
-    );
+    assert!(g2p_mts::valid_requesttime(rt) && rt.len() == 24, "{rt}");
     let t = chrono::DateTime::parse_from_rfc3339(rt).expect("rfc3339");
     let age = chrono::Utc::now().signed_duration_since(t);
     assert!(age.num_seconds().abs() < 5, "responsetime is real: {rt}");
@@ -670,6 +672,11 @@ async fn hostile_output_format_is_a_record_error() {
         "[range(1e9)]",
         "def f: 1 + f; f",
         "[limit(100000000; repeat(1))]",
+        // Past the screen: bounded by the worker's CPU time and memory limits.
+        "reduce ([0,1]|combinations(40)) as $x (0; .+1)",
+        ".input.vid | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. \
+         | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. \
+         | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+. | .+.",
     ] {
         let mut req = download(vec![person("1", 1)]);
         req["outputFormat"] = json!(program);
@@ -740,7 +747,7 @@ async fn restart_mid_request_loses_nothing() {
     let (_, b) = m.get(&format!("/authtoken/status/{id}")).await;
     assert_eq!(b["response"]["status"], "processing");
     // Crash: every task stops, records being authenticated stay `processing`.
-    m.svc.abort().await;
+    m.svc.simulate_crash().await;
     assert!(m.http.get(format!("{}/ping", m.base)).send().await.is_err());
 
     let m2 = Mts::spawn_with(cfg, &db, Arc::new(auth)).await;
@@ -754,7 +761,7 @@ async fn restart_mid_request_loses_nothing() {
             mock_token(&format!("55{i}"), "mpartner-default-mosip")
         );
     }
-    m2.svc.abort().await;
+    m2.svc.shutdown().await;
 }
 
 #[tokio::test]
@@ -1026,7 +1033,7 @@ mod receiver {
 
 fn callback_cfg() -> MtsConfig {
     MtsConfig {
-        callback_retry: g2p_sim::mts::RetryPolicy {
+        callback_retry: g2p_mts::RetryPolicy {
             max_attempts: 30,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(400),
@@ -1043,7 +1050,7 @@ fn callback(authdata: Vec<Value>, props: Value) -> Value {
 
 impl Mts {
     /// Waits until every delivery of `id` is no longer pending; returns them.
-    async fn wait_delivered(&self, id: &str) -> Vec<g2p_sim::mts::Delivery> {
+    async fn wait_delivered(&self, id: &str) -> Vec<g2p_mts::Delivery> {
         let start = Instant::now();
         loop {
             let d = self.svc.deliveries(id).await.expect("deliveries");
@@ -1250,7 +1257,7 @@ async fn callback_receiver_down_then_up_survives_restart() {
     );
     assert!(d[0].last_error.is_some());
     // The service restarts while the receiver is still down; the callbacks are still owed.
-    m.svc.abort().await;
+    m.svc.shutdown().await;
     let m2 = Mts::spawn_with(callback_cfg(), &db, Arc::new(mock())).await;
     let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind");
     let rx = receiver::start_on(listener, Arc::new(receiver::Knobs::default())).await;
@@ -1589,7 +1596,7 @@ async fn postgres_queue_restart_and_callbacks() {
         .submit_ok(callback(data, json!({"url": format!("{}/cb", rx.base)})))
         .await;
     tokio::time::sleep(Duration::from_millis(250)).await;
-    m.svc.abort().await;
+    m.svc.simulate_crash().await;
 
     let m2 = Mts::spawn_with(cfg, &url, Arc::new(auth)).await;
     assert_eq!(m2.wait_processed(&id).await, "processed_with_errors");
@@ -1614,7 +1621,7 @@ async fn postgres_queue_restart_and_callbacks() {
     assert_eq!(out[0]["value"], mock_token("660", "mpartner-default-mosip"));
     assert_eq!(out[5]["status"], "invalid");
     assert_eq!(out[7]["status"], "error");
-    m2.svc.abort().await;
+    m2.svc.shutdown().await;
     pg_drop(&admin, &name).await;
 }
 
@@ -1807,7 +1814,7 @@ async fn envelope_errors_on_csv_and_odk_routes() {
 /// first failing check in the spec's order decides.
 #[tokio::test]
 async fn record_validation_codes_and_messages() {
-    use g2p_sim::mts::AuthField;
+    use g2p_mts::AuthField;
     let cfg = MtsConfig {
         mandatory_fields: vec![
             AuthField::Name,
@@ -2014,13 +2021,13 @@ async fn sync_mode_error_codes() {
 }
 
 /// An authenticator answering a fixed outcome, to drive the IDA outcomes of spec §5.4.
-struct FixedAuth(g2p_sim::mts::AuthOutcome);
+struct FixedAuth(g2p_mts::AuthOutcome);
 
 impl Authenticator for FixedAuth {
     fn authenticate<'a>(
         &'a self,
-        _req: &'a g2p_sim::mts::AuthRequest,
-    ) -> futures::future::BoxFuture<'a, g2p_sim::mts::AuthOutcome> {
+        _req: &'a g2p_mts::AuthRequest,
+    ) -> futures::future::BoxFuture<'a, g2p_mts::AuthOutcome> {
         Box::pin(async move { self.0.clone() })
     }
 }
@@ -2030,7 +2037,7 @@ impl Authenticator for FixedAuth {
 /// authenticator of §7, which is not implemented yet.)
 #[tokio::test]
 async fn ida_outcome_codes_reach_the_output() {
-    use g2p_sim::mts::AuthOutcome;
+    use g2p_mts::AuthOutcome;
     for (code, msg) in [
         ("AUT_BAS_001", Some("Not Able to process auth request.")),
         ("ATS-REQ-100", Some("Unknown exception")),
@@ -2050,7 +2057,7 @@ async fn ida_outcome_codes_reach_the_output() {
             json!({"vid": "1", "status": "error", "token": null, "errorCode": code,
                    "errorMessage": msg})
         );
-        m.svc.abort().await;
+        m.svc.shutdown().await;
     }
 }
 

@@ -48,16 +48,14 @@ async fn authfields() -> Response {
     )
 }
 
-/// Compiles an `outputFormat` on a thread of its own: the jaq parser recurses, so a deeply
-/// nested program must not overflow a runtime thread.
-fn compiles_bounded(program: &str) -> bool {
-    let p = program.to_owned();
-    std::thread::Builder::new()
-        .stack_size(64 << 20)
-        .spawn(move || output::compiles(&p))
-        .ok()
-        .and_then(|h| h.join().ok())
-        .unwrap_or(false)
+/// Whether the request's `outputFormat` compiles, asked before the request is parsed (the
+/// parser's check is synchronous, the pool is not). Only a string is checked; anything else is
+/// the parser's to refuse.
+async fn output_format_compiles(svc: &MtsService, r: &serde_json::Map<String, Value>) -> bool {
+    match r.get("outputFormat").and_then(Value::as_str) {
+        Some(p) if !p.trim().is_empty() => output::compiles(&svc.inner.jq, p).await,
+        _ => true,
+    }
 }
 
 async fn submit_json(State(svc): State<MtsService>, body: Bytes) -> Result<Response, ApiError> {
@@ -68,7 +66,8 @@ async fn submit_json(State(svc): State<MtsService>, body: Bytes) -> Result<Respo
         serde_json::from_slice(&body).map_err(|_| ApiError::structure("Invalid JSON"))?;
     let r = parse_envelope(&value)?;
     let cfg = &svc.inner.cfg;
-    let req = parse_request(r, InputKind::Json, &cfg.default_lang, &compiles_bounded)?;
+    let compiles = output_format_compiles(&svc, r).await;
+    let req = parse_request(r, InputKind::Json, &cfg.default_lang, &|_| compiles)?;
     svc.submit(req, InputKind::Json).await
 }
 
@@ -110,7 +109,8 @@ async fn submit_odk(State(svc): State<MtsService>, body: Bytes) -> Result<Respon
         serde_json::from_slice(&body).map_err(|_| ApiError::structure("Invalid JSON"))?;
     let r = parse_envelope(&value)?;
     let cfg = &svc.inner.cfg;
-    let mut parsed = parse_request(r, InputKind::Odk, &cfg.default_lang, &compiles_bounded)?;
+    let compiles = output_format_compiles(&svc, r).await;
+    let mut parsed = parse_request(r, InputKind::Odk, &cfg.default_lang, &|_| compiles)?;
     parsed.authdata = super::odk::pull(r, cfg).await?;
     svc.submit(parsed, InputKind::Odk).await
 }
@@ -149,7 +149,8 @@ async fn submit_csv(
         serde_json::from_str(&request).map_err(|_| ApiError::structure("Invalid JSON"))?;
     let r = parse_envelope(&value)?;
     let cfg = &svc.inner.cfg;
-    let mut parsed = parse_request(r, InputKind::Csv, &cfg.default_lang, &compiles_bounded)?;
+    let compiles = output_format_compiles(&svc, r).await;
+    let mut parsed = parse_request(r, InputKind::Csv, &cfg.default_lang, &|_| compiles)?;
     let mut st = wire::Structural::default();
     let delimiter = st.opt_str(r, "csvDelimiter").unwrap_or_else(|| ",".into());
     st.finish()?;
@@ -245,7 +246,7 @@ impl MtsService {
         }
         if !invalid_inputs.is_empty() {
             let results =
-                output::format_batch(&req.output_format, invalid_inputs.clone(), cfg.jq_timeout)
+                output::format_batch(&self.inner.jq, &req.output_format, invalid_inputs.clone())
                     .await;
             for ((i, res), input) in invalid_idx.iter().zip(results).zip(invalid_inputs) {
                 records[*i].result = Some(result_text(res, &input["output"]));

@@ -72,8 +72,8 @@ macro_rules! with_pool {
     };
 }
 
-static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/mts/sqlite");
-static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/mts/postgres");
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 #[derive(Debug, Clone, FromRow)]
 pub struct RequestRow {
@@ -469,6 +469,22 @@ impl Db {
             'processing')";
         with_pool!(self, write, pool, D => {
             Ok(sqlx::query(SQL).execute(pool).await?.rows_affected())
+        })
+    }
+
+    /// On shutdown: the lines of request `id` claimed but without a result go back to the
+    /// queue (the claim mark moves back to its first record still waiting), so the next start,
+    /// or another process on the same PostgreSQL, takes them at once. Lines another process
+    /// holds may be claimed again; their result is stored once (`complete_batch` only updates
+    /// records still `submitted`).
+    pub async fn hand_back(&self, id: &str) -> Result<(), sqlx::Error> {
+        const SQL: &str = "UPDATE mts_requests SET claimed_upto = COALESCE((SELECT \
+            MIN(d.line_no) - 1 FROM mts_records d WHERE d.request_id = mts_requests.id \
+            AND d.status = 'submitted'), number_total) \
+            WHERE id = $1 AND status IN ('submitted', 'submitted_with_errors', 'processing')";
+        with_pool!(self, write, pool, D => {
+            sqlx::query(SQL).bind(id).execute(pool).await?;
+            Ok(())
         })
     }
 

@@ -34,13 +34,15 @@ enum Attempt {
 
 impl MtsService {
     /// Delivers up to `callback_concurrency` requests at once; a request's callbacks go out
-    /// one after another, in input order.
+    /// one after another, in input order. On shutdown it starts nothing new and waits for the
+    /// requests being delivered, which stop between two callbacks.
     pub(crate) async fn deliver_loop(&self) {
+        let stop = self.inner.stop.clone();
         let limit = self.inner.cfg.callback_concurrency.max(1);
         let mut running: JoinSet<()> = JoinSet::new();
         let mut busy: HashSet<String> = HashSet::new();
         let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-        loop {
+        while !stop.is_cancelled() {
             let notified = self.inner.deliver_wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
@@ -77,8 +79,10 @@ impl MtsService {
                 _ = notified => {}
                 Some(_) = running.join_next(), if !running.is_empty() => {}
                 _ = tokio::time::sleep(self.inner.cfg.poll_interval) => {}
+                _ = stop.cancelled() => {}
             }
         }
+        while running.join_next().await.is_some() {}
     }
 
     async fn deliver_request(&self, request_id: &str) {
@@ -131,6 +135,11 @@ impl MtsService {
         let mut any_failed = false;
         let mut attempts = Vec::with_capacity(rows.len().min(ATTEMPT_BATCH));
         for row in &rows {
+            // On shutdown, the callbacks not yet sent stay `pending` for the next start; the
+            // ones sent are recorded below, so none is sent twice.
+            if self.inner.stop.is_cancelled() {
+                break;
+            }
             let attempt = match &auth {
                 Err(e) => Attempt::Retry(None, e.clone()),
                 Ok(headers) => {

@@ -3,15 +3,17 @@
 //! database, never g2p's) and a pool of workers; it must not depend on g2p's connector types.
 //!
 //! Public API: [`MtsConfig`], [`MtsService::start`] (database URL + authenticator),
-//! [`MtsService::router`], [`MtsService::serve`], [`MtsService::abort`], the
-//! [`MtsService::deliveries`], the [`Authenticator`] trait and [`MockAuthenticator`] (the
-//! `mts-mock` token of spec §6.2, with [`FailureRule`]s and latency).
+//! [`MtsService::router`], [`MtsService::serve`], [`MtsService::shutdown`] (graceful) and
+//! [`MtsService::simulate_crash`] (for tests), [`MtsService::deliveries`], the
+//! [`Authenticator`] trait and [`MockAuthenticator`] (the `mts-mock` token of spec §6.2, with
+//! [`FailureRule`]s and latency), [`MtsSettings`] (the layered settings of `g2p mts serve`)
+//! and the jq worker ([`jq::worker_main`]).
 //!
 //! Deliberate divergences from MTS are listed, with reasons, in `docs/mts-compat.md`.
 //!
 //! The queue database is SQLite by default ([`DEFAULT_DATABASE_URL`], an embedded file) or
 //! PostgreSQL (`postgres://…`; claims with `FOR UPDATE SKIP LOCKED`); migrations per dialect
-//! in `crates/sim/migrations/mts/`.
+//! in `migrations/` of this crate.
 //!
 //! Sync mode (§4.6) is `MtsConfig::sync_mode`: `POST /authtoken/json` authenticates one record
 //! in the call, csv and odk are not routed; an IDA failure's message gets MTS's `". "` suffix
@@ -20,18 +22,24 @@
 //! Not yet implemented: the IDA demo-auth authenticator (§7; only the `mts-mock`
 //! authenticator exists). `g2p mts serve` runs this service from the command line.
 //!
-//! Known limit of the `outputFormat` bound: a program that passes the static screen but
-//! iterates combinatorially (nested `.[]` over a large record) is cut off by the wall-clock
-//! limit for its record, but its evaluation thread cannot be cancelled and keeps one core busy
-//! until it finishes; a fresh thread replaces it in the pool.
+//! `outputFormat` programs run in a fixed-size pool of worker processes with memory, CPU, time
+//! and output limits ([`jq`]); the default `.output` needs none.
+//!
+//! Shutdown ([`MtsService::shutdown`]): servers stop accepting and finish the requests in
+//! flight; workers stop claiming, finish the batch they are authenticating within
+//! `MtsConfig::shutdown_grace` or hand its unfinished records back to the queue; deliveries
+//! stop between two callbacks (the rest stay queued for the next start); then the jq workers
+//! and the database are closed.
 
 mod auth;
 mod config;
 mod deliver;
 mod http;
+pub mod jq;
 mod mapping;
 mod odk;
 mod output;
+mod settings;
 mod store;
 mod wire;
 
@@ -41,12 +49,16 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use auth::{
     AuthOutcome, AuthRequest, Authenticator, FailureRule, MockAuthenticator, mock_token,
 };
 pub use config::{AuthField, DEFAULT_DATABASE_URL, MtsConfig, RetryPolicy};
+pub use jq::JqSettings;
+pub use settings::{MtsSettings, SettingsError, redact_url};
 pub use wire::{ApiError, format_time, valid_requesttime};
 
 pub use store::DeliveryRow as Delivery;
@@ -97,8 +109,22 @@ struct Inner {
     /// Callback client shared by every request without a session (`odoo` needs a cookie jar
     /// of its own): one connection pool, and trust roots loaded once.
     http: reqwest::Client,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
-    servers: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// outputFormat evaluation, in worker processes.
+    jq: jq::JqPool,
+    /// Workers, the deliverer and the purger.
+    tasks: TaskTracker,
+    /// HTTP servers started by [`MtsService::serve`].
+    servers: TaskTracker,
+    /// The tasks and the servers, for [`MtsService::simulate_crash`] (and servers still busy
+    /// after the grace period).
+    task_aborts: Mutex<Vec<AbortHandle>>,
+    server_aborts: Mutex<Vec<AbortHandle>>,
+    /// Cancelled by [`MtsService::shutdown`]: servers stop accepting, workers stop claiming,
+    /// deliveries stop between two callbacks.
+    stop: CancellationToken,
+    /// Cancelled when the shutdown grace period is over: workers hand their unfinished batch
+    /// back to the queue instead of finishing it.
+    give_back: CancellationToken,
 }
 
 /// Error starting the service.
@@ -134,14 +160,19 @@ impl MtsService {
         let svc = Self {
             inner: Arc::new(Inner {
                 auth_slots: tokio::sync::Semaphore::new(cfg.concurrency.max(1)),
-                cfg,
                 db,
                 auth,
                 wake: Notify::new(),
                 deliver_wake: Notify::new(),
                 http: reqwest::Client::builder().build()?,
-                tasks: Mutex::new(Vec::new()),
-                servers: Mutex::new(Vec::new()),
+                jq: jq::JqPool::new(cfg.jq.clone()),
+                tasks: TaskTracker::new(),
+                servers: TaskTracker::new(),
+                task_aborts: Mutex::new(Vec::new()),
+                server_aborts: Mutex::new(Vec::new()),
+                stop: CancellationToken::new(),
+                give_back: CancellationToken::new(),
+                cfg,
             }),
         };
         svc.finish_ready().await;
@@ -149,14 +180,14 @@ impl MtsService {
         // Two workers keep the pipeline full: one authenticates while the other stores.
         for _ in 0..workers {
             let s = svc.clone();
-            handles.push(tokio::spawn(async move { s.work().await }));
+            handles.push(svc.inner.tasks.spawn(async move { s.work().await }));
         }
         let s = svc.clone();
-        handles.push(tokio::spawn(async move { s.purge_loop().await }));
+        handles.push(svc.inner.tasks.spawn(async move { s.purge_loop().await }));
         let s = svc.clone();
-        handles.push(tokio::spawn(async move { s.deliver_loop().await }));
-        if let Ok(mut t) = svc.inner.tasks.lock() {
-            t.extend(handles);
+        handles.push(svc.inner.tasks.spawn(async move { s.deliver_loop().await }));
+        if let Ok(mut t) = svc.inner.task_aborts.lock() {
+            t.extend(handles.iter().map(JoinHandle::abort_handle));
         }
         Ok(svc)
     }
@@ -170,8 +201,8 @@ impl MtsService {
         http::router(self.clone())
     }
 
-    /// Binds `addr` and serves until the task is dropped; returns the bound address and the
-    /// server task.
+    /// Binds `addr` and serves until [`MtsService::shutdown`] (which lets the requests in
+    /// flight finish); returns the bound address and the server task.
     pub async fn serve(
         &self,
         addr: SocketAddr,
@@ -179,36 +210,89 @@ impl MtsService {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let app = self.router();
-        let handle = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+        let stop = self.inner.stop.clone();
+        let handle = self.inner.servers.spawn(async move {
+            let server = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
+            if let Err(e) = server.await {
                 tracing::error!(error = %e, "mts: server stopped");
             }
         });
-        if let Ok(mut t) = self.inner.servers.lock() {
+        if let Ok(mut t) = self.inner.server_aborts.lock() {
             t.push(handle.abort_handle());
         }
         Ok((local, handle))
     }
 
-    /// Stops every task of this service at once, as a crash would (records being
-    /// authenticated stay `processing` until the next start), and closes the database.
-    pub async fn abort(&self) {
-        let tasks: Vec<JoinHandle<()>> = match self.inner.tasks.lock() {
-            Ok(mut t) => t.drain(..).collect(),
-            Err(_) => Vec::new(),
+    /// Stops gracefully: servers stop accepting and finish their requests in flight; workers
+    /// claim nothing new and finish the batch they are authenticating, or, once
+    /// `shutdown_grace` has passed, hand its unfinished records back to the queue (so the next
+    /// start, or another process on the same PostgreSQL, takes them at once); deliveries stop
+    /// between two callbacks, the rest staying queued; then the jq workers and the database
+    /// are closed. Servers still busy after the grace period are stopped.
+    pub async fn shutdown(&self) {
+        let inner = &self.inner;
+        inner.stop.cancel();
+        inner.tasks.close();
+        inner.servers.close();
+        let deadline = tokio::time::Instant::now() + inner.cfg.shutdown_grace;
+        let servers_done = async {
+            if tokio::time::timeout_at(deadline, inner.servers.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!("mts: requests still running after the grace period; stopping them");
+                if let Ok(handles) = inner.server_aborts.lock() {
+                    for h in handles.iter() {
+                        h.abort();
+                    }
+                }
+                inner.servers.wait().await;
+            }
         };
-        if let Ok(mut servers) = self.inner.servers.lock() {
-            for s in servers.drain(..) {
-                s.abort();
+        let tasks_done = async {
+            if tokio::time::timeout_at(deadline, inner.tasks.wait())
+                .await
+                .is_err()
+            {
+                tracing::info!("mts: grace period over; handing unfinished records back");
+                inner.give_back.cancel();
+                inner.tasks.wait().await;
+            }
+        };
+        tokio::join!(servers_done, tasks_done);
+        inner.jq.close().await;
+        inner.db.close().await;
+        tracing::info!("mts: stopped");
+    }
+
+    /// Stops every task of this service at once, as a crash would (records being
+    /// authenticated stay claimed until the next start re-queues them), and closes the
+    /// database. For tests of crash recovery; use [`MtsService::shutdown`] otherwise.
+    pub async fn simulate_crash(&self) {
+        let inner = &self.inner;
+        if let Ok(handles) = inner.task_aborts.lock() {
+            for h in handles.iter() {
+                h.abort();
             }
         }
-        for t in &tasks {
-            t.abort();
+        // The listeners close and idle keep-alive connections with them, as they would with
+        // the process; a request still in flight gets a second to end.
+        inner.stop.cancel();
+        inner.tasks.close();
+        inner.servers.close();
+        inner.tasks.wait().await;
+        if tokio::time::timeout(std::time::Duration::from_secs(1), inner.servers.wait())
+            .await
+            .is_err()
+            && let Ok(handles) = inner.server_aborts.lock()
+        {
+            for h in handles.iter() {
+                h.abort();
+            }
         }
-        for t in tasks {
-            let _ = t.await;
-        }
-        self.inner.db.close().await;
+        inner.servers.wait().await;
+        inner.jq.close().await;
+        inner.db.close().await;
     }
 
     /// A request identifier (spec §5.1): the pod ordinal on two digits, then a UUID4 without
@@ -219,7 +303,8 @@ impl MtsService {
     }
 
     async fn work(&self) {
-        loop {
+        let stop = &self.inner.stop;
+        while !stop.is_cancelled() {
             // Registered before the claim so a submission between the claim and the wait is
             // not missed.
             let notified = self.inner.wake.notified();
@@ -235,12 +320,30 @@ impl MtsService {
                     tokio::select! {
                         _ = notified => {}
                         _ = tokio::time::sleep(self.inner.cfg.poll_interval) => {}
+                        _ = stop.cancelled() => {}
                     }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "mts: claim failed");
-                    tokio::time::sleep(self.inner.cfg.poll_interval).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.inner.cfg.poll_interval) => {}
+                        _ = stop.cancelled() => {}
+                    }
                 }
+            }
+        }
+    }
+
+    /// Shutdown after the grace period: the claimed records of `rows` that have no result go
+    /// back to the queue now, rather than at the next start.
+    async fn give_back(&self, rows: &[RecordRow]) {
+        let mut ids: Vec<&str> = rows.iter().map(|r| r.request_id.as_str()).collect();
+        ids.dedup();
+        for id in ids {
+            match self.inner.db.hand_back(id).await {
+                Ok(()) => tracing::info!(request = id, "mts: unfinished records handed back"),
+                Err(e) => tracing::warn!(error = %e, request = id,
+                    "mts: handing records back failed; the next start re-queues them"),
             }
         }
     }
@@ -261,15 +364,23 @@ impl MtsService {
             })
             .collect();
         let inner = &self.inner;
-        let outcomes: Vec<AuthOutcome> = futures::stream::iter(requests)
+        let authenticate_all = futures::stream::iter(requests)
             .map(|req| async move {
                 // The semaphore is never closed; were it, the call would just run unbounded.
                 let _slot = inner.auth_slots.acquire().await.ok();
                 inner.auth.authenticate(&req).await
             })
             .buffered(CLAIM_BATCH)
-            .collect()
-            .await;
+            .collect::<Vec<AuthOutcome>>();
+        // Authentication is the long part of a batch, and nothing of it is stored yet: on
+        // shutdown past the grace period it is dropped and the records go back to the queue.
+        let outcomes = tokio::select! {
+            o = authenticate_all => o,
+            _ = self.inner.give_back.cancelled() => {
+                self.give_back(&rows).await;
+                return;
+            }
+        };
         let mut stored = Vec::with_capacity(rows.len());
         let mut i = 0;
         // Rows come sorted by request: each run of one request is formatted together.
@@ -336,7 +447,7 @@ impl MtsService {
                 json!({"input": received, "output": p.4})
             })
             .collect();
-        let formatted = output::format_batch(program, inputs, self.inner.cfg.jq_timeout).await;
+        let formatted = output::format_batch(&self.inner.jq, program, inputs).await;
         for ((rec, (st, token, code, message, _)), res) in rows.iter().zip(parts).zip(formatted) {
             let vid = rec.vid.clone().unwrap_or_default();
             let o = match res {
@@ -395,19 +506,20 @@ impl MtsService {
     }
 
     async fn purge_loop(&self) {
-        loop {
+        while !self.inner.stop.is_cancelled() {
             let retention = self.inner.cfg.retention;
             let cutoff = chrono::Utc::now()
                 - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(1));
             if let Err(e) = self.inner.db.purge_before(&format_time(cutoff)).await {
                 tracing::warn!(error = %e, "mts: purge failed");
             }
-            tokio::time::sleep(
-                retention
-                    .min(std::time::Duration::from_secs(3600))
-                    .max(std::time::Duration::from_secs(1)),
-            )
-            .await;
+            let pause = retention
+                .min(std::time::Duration::from_secs(3600))
+                .max(std::time::Duration::from_secs(1));
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.inner.stop.cancelled() => {}
+            }
         }
     }
 }
