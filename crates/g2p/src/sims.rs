@@ -16,6 +16,8 @@ use crate::shutdown_signal;
 
 /// `g2p mts …`: the MOSIP Token Seeder compatible service, a product of its own (crate
 /// `g2p-mts`) with its own settings; g2p's configuration is not read.
+// Parsed once at start-up and moved once: the size of the flags' variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum MtsCommand {
     /// Serve the MTS API (/authtoken/json, csv, odk, status, file, authfields, ping).
