@@ -92,36 +92,7 @@ async fn sigkill_mid_request_loses_no_record() {
 
     // 4 requests of 60 records: at 4 × 25 records/s the whole job takes about 2.4 s.
     let (requests, per) = (4, 60);
-    let mut ids = Vec::new();
-    for r in 0..requests {
-        let authdata: Vec<Value> = (0..per)
-            .map(|i| {
-                let n = r * per + i;
-                json!({"ref": n, "vid": format!("7{n:05}"), "name": "Ana Diaz",
-                       "gender": "Female", "dob": "1990-01-31", "fullAddress": "Main St"})
-            })
-            .collect();
-        let body = json!({"id": "string", "version": "string", "metadata": "string",
-            "requesttime": "2024-01-01T10:00:00.000Z", "request": {
-                "output": "json", "deliverytype": "callback", "authdata": authdata,
-                "outputFormat": "{ref: .input.ref, token: .output.token, status: .output.status}",
-                "callbackProperties": {"url": cb_url, "callInBulk": false}}});
-        let b: Value = http
-            .post(format!("{base}/authtoken/json"))
-            .json(&body)
-            .send()
-            .await
-            .expect("submit")
-            .json()
-            .await
-            .expect("submit json");
-        ids.push(
-            b["response"]["request_identifier"]
-                .as_str()
-                .unwrap_or_else(|| panic!("no request id: {b}"))
-                .to_owned(),
-        );
-    }
+    let ids = submit_numbered(&http, &base, &cb_url, requests, per).await;
 
     // Kill once some work is done and some is not.
     let start = Instant::now();
